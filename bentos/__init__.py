@@ -1,0 +1,1 @@
+"""BentoML services, one folder per model."""

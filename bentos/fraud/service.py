@@ -1,0 +1,245 @@
+"""Fraud scoring service: `bentoml serve bentos.fraud.service:FraudService` from the repo root.
+
+Per request: validate -> one Redis round trip for every view of the model's FeatureService ->
+the model through BentoML's adaptive batcher (requests arriving together share one XGBoost call)
+-> decision and reasons. A slow or failed feature read or model call answers `approve` with
+`fallback: true` and the reason: a payment is never blocked by our outage. Every response carries
+`Server-Timing` with its stage times; every decision goes to the prediction log off the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import bentoml
+import numpy as np
+import redis.asyncio as aioredis
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from pydantic import BaseModel, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from bentos.fraud.model import FraudModel
+from rtml.asgi import NOT_READY, BodyLimit, Readiness
+from rtml.features import OnlineReader, load_store
+from rtml.predlog import PredictionLog
+from rtml.schemas import EXAMPLE_TRANSACTION, Transaction
+from rtml.settings import Settings
+
+SERVICE = "fraud"
+EXAMPLE_INPUT = dict(EXAMPLE_TRANSACTION)
+# What the model sees for an entity the online store does not know (a new card, a new terminal):
+# no history. Declared, not guessed: these are the values the batch job writes for no activity.
+DEFAULT_FEATURES: dict[str, float] = {
+    name: 0.0
+    for window in ("1d", "7d", "30d")
+    for name in (f"cust_tx_count_{window}", f"cust_mean_amount_{window}",
+                 f"term_tx_count_{window}", f"term_fraud_rate_{window}")
+}
+_OVERLOADED = object()
+_settings = Settings()
+
+
+class Reason(BaseModel):
+    """A feature that pushed the score up."""
+
+    feature: str
+    value: float
+    contribution: float
+
+
+class Decision(BaseModel):
+    """The answer for one transaction."""
+
+    transaction_id: str
+    decision: Literal["approve", "review", "decline"]
+    score: float | None
+    fallback: bool
+    fallback_reason: str | None = None
+    model_version: str | None
+    reasons: list[Reason] = Field(default_factory=list)
+    defaults_used: list[str] = Field(default_factory=list, description="views with no entity row")
+
+
+class _Breaker:
+    """After `failures` consecutive feature-read errors, skip Redis for `open_s` seconds."""
+
+    def __init__(self, failures: int = 3, open_s: float = 1.0) -> None:
+        self.failures, self.open_s = failures, open_s
+        self.count, self.open_until = 0, 0.0
+
+    def allow(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def record(self, ok: bool) -> None:
+        self.count = 0 if ok else self.count + 1
+        if self.count >= self.failures:
+            self.open_until, self.count = time.monotonic() + self.open_s, 0
+
+
+@bentoml.service(
+    name=SERVICE,
+    workers=1,
+    traffic={"timeout": 10},
+    logging={"access": {"enabled": False}},  # per-request log lines cost more than the model
+)
+class FraudService:
+    """Scores card payments inside the 50 ms budget; see the module docstring."""
+
+    def __init__(self) -> None:
+        s = self.settings = _settings
+        self.model: FraudModel | None = None
+        self.reader: OnlineReader | None = None
+        problems = []
+        try:
+            self.model = FraudModel.load(s.fraud_model_tag)
+        except bentoml.exceptions.NotFound:
+            problems.append(f"no model {s.fraud_model_tag!r} in the BentoML model store "
+                            "(train one: `rtml train fraud`)")
+        if self.model is not None:
+            try:
+                self.reader = OnlineReader(store=load_store(s),
+                                           service_name=self.model.feature_service,
+                                           defaults=DEFAULT_FEATURES)
+                if self.reader.feature_names != self.model.features:
+                    problems.append(f"feature service {self.model.feature_service!r} no longer "
+                                    "matches the model's feature list: retrain or re-apply")
+            except Exception as exc:  # a registry that is missing or lacks the service
+                problems.append(f"feature service unavailable: {exc} (run `feast apply`)")
+        if problems:
+            NOT_READY[SERVICE] = "; ".join(problems)
+        self.redis = aioredis.Redis(
+            host=s.redis_host, port=s.redis_port, socket_timeout=s.redis_timeout_s,
+            socket_connect_timeout=s.redis_timeout_s, retry=Retry(NoBackoff(), 0),
+        )
+        self.breaker = _Breaker()
+        self.log = PredictionLog(client=self.redis, stream=s.prediction_stream,
+                                 maxlen=s.prediction_stream_maxlen,
+                                 flush_ms=s.prediction_log_flush_ms)
+        self.batch_sizes: list[int] = []
+        self._dispatch = CorkDispatcher(
+            max_latency_in_ms=s.batch_max_latency_ms, max_batch_size=s.batch_max_size,
+            fallback=lambda: _OVERLOADED, get_batch_size=lambda x: len(x),
+        )(self._predict_batch)
+
+    def __is_ready__(self) -> bool:
+        return SERVICE not in NOT_READY
+
+    def _predict_batch(self, inputs: tuple[np.ndarray, ...]) -> list[Any]:
+        """One model call for every request the batcher gathered (runs in a worker thread)."""
+        assert self.model is not None
+        x = np.vstack(inputs)
+        self.batch_sizes.append(len(x))
+        scores, contribs = self.model.predict(x)
+        out, i = [], 0
+        for part in inputs:
+            out.append((scores[i:i + len(part)], contribs[i:i + len(part)]))
+            i += len(part)
+        return out
+
+    async def _features(self, rows: list[dict[str, Any]], timings: dict[str, float]):
+        t0 = time.perf_counter()
+        try:
+            if self.reader is None:
+                return None, "model_unavailable"
+            if not self.breaker.allow():
+                return None, "feature_store_unavailable: circuit open after repeated errors"
+            budget = self.settings.feature_timeout_ms / 1000
+            result = await asyncio.wait_for(self.reader.read(self.redis, rows), budget)
+            self.breaker.record(True)
+            return result, None
+        except TimeoutError:
+            self.breaker.record(False)
+            return None, f"feature_timeout: over {self.settings.feature_timeout_ms:g} ms"
+        except Exception as exc:
+            self.breaker.record(False)
+            return None, f"feature_store_unavailable: {type(exc).__name__}: {exc}"[:200]
+        finally:
+            timings["features"] = (time.perf_counter() - t0) * 1000
+
+    async def _model(self, x: np.ndarray, timings: dict[str, float]):
+        t0 = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(self._dispatch(x), self.settings.model_timeout_ms / 1000)
+            if result is _OVERLOADED or result is None:
+                return None, "model_overloaded: batch could not meet its latency budget"
+            return result, None
+        except TimeoutError:
+            return None, f"model_timeout: over {self.settings.model_timeout_ms:g} ms"
+        except Exception as exc:
+            return None, f"model_error: {type(exc).__name__}: {exc}"[:200]
+        finally:
+            timings["model"] = (time.perf_counter() - t0) * 1000
+
+    async def _score(self, txs: list[Transaction], ctx: bentoml.Context) -> list[Decision]:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        rows = [tx.model_dump() for tx in txs]
+        feats, reason = await self._features(rows, timings)
+        model_out = None
+        if feats is not None:
+            assert self.reader is not None
+            x = np.asarray([self.reader.vector(f) for f in feats], dtype=np.float32)
+            model_out, reason = await self._model(x, timings)
+        decisions = []
+        for i, tx in enumerate(txs):
+            if model_out is None:
+                decisions.append(Decision(
+                    transaction_id=str(tx.transaction_id), decision="approve", score=None,
+                    fallback=True, fallback_reason=reason,
+                    model_version=self.model.version if self.model else None))
+                continue
+            assert self.model is not None and feats is not None
+            scores, contribs = model_out
+            values = self.reader.vector(feats[i]) if self.reader else []
+            decisions.append(Decision(
+                transaction_id=str(tx.transaction_id), decision=self.model.decide(scores[i]),
+                score=round(float(scores[i]), 6), fallback=False,
+                model_version=self.model.version,
+                reasons=self.model.reasons(contribs[i], values),
+                defaults_used=feats[i].missing_views))
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        ctx.response.headers["Server-Timing"] = ", ".join(
+            f"{k};dur={v:.3f}" for k, v in timings.items())
+        self._log(txs, decisions, feats, timings)
+        return decisions
+
+    def _log(self, txs, decisions, feats, timings) -> None:
+        now = datetime.now(UTC).isoformat()
+        for i, (tx, d) in enumerate(zip(txs, decisions, strict=True)):
+            self.log.append({
+                "request_id": uuid.uuid4().hex, "transaction_id": d.transaction_id,
+                "customer_id": tx.customer_id, "terminal_id": tx.terminal_id,
+                "amount": tx.amount, "event_timestamp": tx.timestamp.isoformat(),
+                "features": feats[i].values if feats else {},
+                "feature_event_times": feats[i].event_times if feats else {},
+                "score": d.score, "decision": d.decision, "fallback": d.fallback,
+                "fallback_reason": d.fallback_reason, "model_version": d.model_version,
+                "features_ms": round(timings.get("features", 0.0), 3),
+                "model_ms": round(timings.get("model", 0.0), 3),
+                "total_ms": round(timings["total"], 3), "batch_rows": len(txs),
+                "logged_at": now,
+            })
+
+    @bentoml.api(route="/score", input_spec=Transaction)
+    async def score(self, ctx: bentoml.Context, **tx: Any) -> Decision:
+        """Score one transaction."""
+        return (await self._score([Transaction.model_construct(**tx)], ctx))[0]
+
+    @bentoml.api(route="/score_batch")
+    async def score_batch(self, transactions: list[Transaction], ctx: bentoml.Context
+                          ) -> list[Decision]:
+        """Score many transactions with one feature read and one model call."""
+        if len(transactions) > self.settings.max_batch_rows:
+            raise bentoml.exceptions.InvalidArgument(
+                f"transactions: at most {self.settings.max_batch_rows} per request, "
+                f"got {len(transactions)}")
+        return await self._score(transactions, ctx)
+
+
+FraudService.add_asgi_middleware(BodyLimit, max_bytes=_settings.max_body_bytes)
+FraudService.add_asgi_middleware(Readiness, service=SERVICE)

@@ -1,0 +1,1 @@
+"""Batch feature jobs and the transaction simulator."""

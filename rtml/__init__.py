@@ -1,0 +1,1 @@
+"""rtml core: settings, the embedded Redis, event schemas, the feature-service contract, the CLI."""

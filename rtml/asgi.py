@@ -1,0 +1,80 @@
+"""ASGI middleware shared by the services: body limits and a /readyz that says why."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# service name -> why it is not ready (absent when ready). Written by the service's __init__,
+# read by `Readiness`; both live in the same worker process.
+NOT_READY: dict[str, str] = {}
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()), *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BodyLimit:
+    """413 for a body over `max_bytes`, judged by Content-Length and by what actually arrives."""
+
+    def __init__(self, app: Any, max_bytes: int = 1_000_000) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLargeError
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLargeError:
+            await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        await _send_json(send, 413, {
+            "error": f"body: request body exceeds {self.max_bytes} bytes",
+            "detail": [{"loc": ["body"], "msg": f"larger than {self.max_bytes} bytes"}],
+        })
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class Readiness:
+    """Answer GET /readyz with the reason while the service says it is not ready."""
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/readyz":
+            reason = NOT_READY.get(self.service)
+            if reason:
+                await _send_json(send, 503, {"ready": False, "reason": reason})
+                return
+        await self.app(scope, receive, send)

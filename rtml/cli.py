@@ -1,0 +1,206 @@
+"""The `rtml` command: one entry point for the jobs a user runs by hand or on a schedule."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import typer
+
+from rtml.redis_server import RedisUnavailableError, ensure_redis, stop_embedded
+from rtml.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+data_app = typer.Typer(no_args_is_help=True, help="Synthetic data.")
+features_app = typer.Typer(no_args_is_help=True, help="Batch features.")
+redis_app = typer.Typer(no_args_is_help=True, help="The Redis online store / embedded Valkey.")
+log_app = typer.Typer(no_args_is_help=True, help="The prediction log.")
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+app.add_typer(redis_app, name="redis")
+app.add_typer(log_app, name="log")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _need_redis(settings: Settings) -> None:
+    try:
+        ensure_redis(settings, say=lambda m: typer.echo(m, err=True))
+    except RedisUnavailableError as exc:
+        typer.echo(f"rtml: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@data_app.command("generate")
+def data_generate(
+    days: Annotated[int, typer.Option(help="days of transactions")] = 90,
+    customers: Annotated[int, typer.Option(help="number of customers")] = 5000,
+    terminals: Annotated[int, typer.Option(help="number of terminals")] = 10000,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
+    start: Annotated[str | None, typer.Option(help="first day YYYY-MM-DD (default: "
+                                                    "so the data ends yesterday)")] = None,
+) -> None:
+    """Simulate customers, terminals and transactions with three fraud scenarios."""
+    from pipelines.simulate import default_start, simulate, write
+
+    s = _settings()
+    first = date.fromisoformat(start) if start else default_start(days)
+    t0 = time.perf_counter()
+    data = simulate(customers=customers, terminals=terminals, days=days, start=first, seed=seed,
+                    progress=True)
+    paths = write(data, s.raw_dir)
+    tx = data.transactions
+    typer.echo(f"{len(tx):,} transactions ({int(tx['is_fraud'].sum()):,} fraud) from {first} "
+               f"over {days} days in {time.perf_counter() - t0:.1f}s -> {paths['transactions']}")
+
+
+@features_app.command("build")
+def features_build() -> None:
+    """Nightly batch features: the offline sources of the Feast views."""
+    from pipelines.batch_features import build
+    from pipelines.stream_sources import ensure_fresh_sources
+
+    s = _settings()
+    t0 = time.perf_counter()
+    paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
+    ensure_fresh_sources(s.features_dir)
+    typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
+               + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command("apply")
+def apply() -> None:
+    """`feast apply` against the configured Redis (registers views, creates online tables)."""
+    from feast.repo_operations import apply_total
+
+    from rtml.features import load_store
+
+    s = _settings()
+    _need_redis(s)
+    store = load_store(s)
+    apply_total(store.config, s.repo_root, skip_source_validation=True)
+
+
+@app.command("materialize")
+def materialize(
+    every: Annotated[str | None, typer.Option(help="repeat, e.g. 24h or 30m")] = None,
+    cron: Annotated[bool, typer.Option(help="print the crontab line and exit")] = False,
+) -> None:
+    """`feast materialize-incremental <now>` into Redis, once or on a schedule."""
+    s = _settings()
+    if cron:
+        exe = os.path.join(os.path.dirname(sys.executable), "rtml")
+        typer.echo(f"15 2 * * * cd {s.repo_root} && {exe} materialize >> "
+                   f"{s.state_dir / 'materialize.log'} 2>&1")
+        return
+    _need_redis(s)
+    from rtml.features import load_store
+
+    period = _parse_every(every) if every else None
+    while True:
+        t0 = time.perf_counter()
+        load_store(s).materialize_incremental(end_date=datetime.now(UTC))
+        typer.echo(f"materialized in {time.perf_counter() - t0:.1f}s")
+        if period is None:
+            return
+        time.sleep(max(0.0, period - (time.perf_counter() - t0)))
+
+
+def _parse_every(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError):
+        raise typer.BadParameter(f"--every {text!r}: use a number and s/m/h/d, e.g. 24h") from None
+
+
+@app.command("train")
+def train(
+    model: Annotated[str, typer.Argument(help="which model: fraud")] = "fraud",
+    service: Annotated[str, typer.Option(help="Feast FeatureService")] = "fraud_model_v1",
+) -> None:
+    """Train on a point-in-time training set; save to the BentoML store; write metrics."""
+    if model != "fraud":
+        raise typer.BadParameter(f"unknown model {model!r}; known: fraud")
+    from training.train_fraud import train as train_fraud
+
+    s = _settings()
+    t0 = time.perf_counter()
+    m = train_fraud(s, service_name=service)
+    ours, rule = m["xgboost"], m["baseline_amount_rule"]
+    typer.echo(f"trained {m['bentoml_tag']} in {time.perf_counter() - t0:.1f}s on {m['device']}")
+    for k in ours:
+        typer.echo(f"  {k:24s} xgboost {ours[k]:.3f}   amount rule {rule[k]:.3f}")
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[str, typer.Argument(help="which service: fraud")] = "fraud",
+    port: int = 3000,
+) -> None:
+    """`bentoml serve bentos.fraud.service:FraudService` from the repo root."""
+    s = _settings()
+    _need_redis(s)
+    os.chdir(s.repo_root)
+    cmd = ["bentoml", "serve", f"bentos.{model}.service:{model.capitalize()}Service",
+           "--port", str(port)]
+    os.execvp(cmd[0], cmd)
+
+
+@redis_app.command("ensure")
+def redis_ensure() -> None:
+    """Use the Redis at RTML_REDIS_ADDRESS, or start the embedded one there."""
+    s = _settings()
+    _need_redis(s)
+    typer.echo(f"redis: {s.redis_address} answers")
+
+
+@redis_app.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded Valkey rtml started (a Redis rtml did not start is left alone)."""
+    s = _settings()
+    typer.echo("stopped" if stop_embedded(s) else f"no embedded server of rtml's on {s.redis_address}")
+
+
+@log_app.command("drain")
+def log_drain() -> None:
+    """Move the prediction stream into partitioned parquet under data/predictions/."""
+    import redis
+
+    from rtml.predlog import drain
+
+    s = _settings()
+    _need_redis(s)
+    n = drain(redis.Redis(host=s.redis_host, port=s.redis_port), stream=s.prediction_stream,
+              out_dir=s.predictions_dir)
+    typer.echo(f"{n} predictions -> {s.predictions_dir}")
+
+
+@app.command("demo")
+def demo(
+    days: int = 90, customers: int = 5000, terminals: int = 10000, replay: int = 1000,
+    port: int = 3000,
+) -> None:
+    """Generate, build features, apply, materialize, train, serve, replay; print what happened."""
+    from rtml.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(), days=days, customers=customers, terminals=terminals,
+                              replay=replay, port=port))
+
+
+@app.command("bench")
+def bench(
+    rates: Annotated[str, typer.Option(help="comma-separated request rates")] = "100,200",
+    duration: Annotated[float, typer.Option(help="seconds per rate")] = 20.0,
+    url: str = "http://127.0.0.1:3000",
+) -> None:
+    """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json."""
+    from benchmarks.load import main as bench_main
+
+    raise typer.Exit(bench_main(_settings(), url=url, duration=duration,
+                                rates=[float(r) for r in rates.split(",")]))

@@ -1,0 +1,140 @@
+"""`make demo`: the whole fraud path on one machine, started and stopped by one command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from rtml.redis_server import RedisUnavailableError, ensure_redis
+from rtml.settings import Settings
+
+
+def _step(name: str) -> float:
+    print(f"\n== {name}", flush=True)
+    return time.perf_counter()
+
+
+def _done(t0: float, what: str = "") -> None:
+    print(f"   {what}{' ' if what else ''}({time.perf_counter() - t0:.1f}s)", flush=True)
+
+
+@contextlib.contextmanager
+def bentoml_serve(settings: Settings, *, port: int, log_path: Path,
+                  ready_timeout_s: float = 120.0) -> Iterator[str]:
+    """`bentoml serve` the fraud service in its own process group; stop it on exit."""
+    url = f"http://127.0.0.1:{port}"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [bentoml, "serve", "bentos.fraud.service:FraudService", "--port", str(port),
+             "--host", "127.0.0.1"],
+            cwd=settings.repo_root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RTML_REDIS_ADDRESS": settings.redis_address},
+        )
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited ({proc.returncode}); see {log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.get(f"{url}/readyz", timeout=1.0)
+                if r.status_code == 200:
+                    break
+                if r.status_code == 503 and "reason" in r.text:
+                    raise RuntimeError(f"service not ready: {r.json()['reason']}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer on {url}/readyz in {ready_timeout_s:.0f}s; see "
+                                   f"{log_path}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, replay: int,
+             port: int) -> int:
+    """Every stage in order; returns the exit status."""
+    import redis
+    from feast.repo_operations import apply_total
+
+    from benchmarks.load import run_load, sample_requests
+    from pipelines.batch_features import build
+    from pipelines.simulate import default_start, simulate, write
+    from pipelines.stream_sources import ensure_fresh_sources
+    from rtml.features import load_store
+    from rtml.predlog import drain
+    from training.train_fraud import train
+
+    started = time.perf_counter()
+    t = _step(f"redis at {settings.redis_address}")
+    try:
+        status = ensure_redis(settings)
+    except RedisUnavailableError as exc:
+        print(f"rtml: {exc}", file=sys.stderr)
+        return 2
+    _done(t, "embedded Valkey" if status.embedded else "external Redis")
+
+    t = _step(f"simulate {days} days, {customers} customers, {terminals} terminals")
+    data = simulate(customers=customers, terminals=terminals, days=days,
+                    start=default_start(days), seed=0, progress=True)
+    write(data, settings.raw_dir)
+    tx = data.transactions
+    _done(t, f"{len(tx):,} transactions, {int(tx['is_fraud'].sum()):,} fraud")
+
+    t = _step("batch features")
+    build(settings.raw_dir / "transactions.parquet", settings.features_dir)
+    ensure_fresh_sources(settings.features_dir)
+    _done(t)
+
+    t = _step("feast apply + materialize-incremental")
+    store = load_store(settings)
+    apply_total(store.config, settings.repo_root, skip_source_validation=True)
+    load_store(settings).materialize_incremental(end_date=datetime.now(UTC))
+    _done(t)
+
+    t = _step("train fraud_model_v1")
+    m = train(settings, service_name="fraud_model_v1")
+    print(f"   {m['bentoml_tag']}: average precision {m['xgboost']['average_precision']:.3f} "
+          f"(amount rule {m['baseline_amount_rule']['average_precision']:.3f}), ROC-AUC "
+          f"{m['xgboost']['roc_auc']:.3f}")
+    _done(t)
+
+    t = _step("bentoml serve + replay")
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    client.delete(settings.prediction_stream)
+    with bentoml_serve(settings, port=port, log_path=settings.state_dir / "demo-serve.log") as url:
+        print(f"   serving on {url}")
+        reqs = sample_requests(settings, replay, seed=1)
+        summary = asyncio.run(run_load(url, reqs, rate=200.0))
+        time.sleep(0.5)  # let the prediction log flush
+    logged = drain(client, stream=settings.prediction_stream, out_dir=settings.predictions_dir)
+    _done(t)
+
+    lat = summary["latency_ms"]
+    print("\n== result")
+    print(f"   replayed {summary['requests']} held-out transactions at 200 rps over HTTP")
+    print(f"   decisions: {summary['decisions']}")
+    print(f"   fallbacks: {summary['fallbacks']} {summary['fallback_reasons'] or ''}")
+    print(f"   errors:    {summary['errors'] or 0}")
+    print(f"   latency:   p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms (client-side, open loop)")
+    print(f"   logged:    {logged} predictions -> {settings.predictions_dir}")
+    print(f"   metrics:   {settings.artifacts_dir / 'fraud' / 'metrics.json'}")
+    print(f"   total:     {time.perf_counter() - started:.0f}s")
+    return 0 if not summary["errors"] else 1

@@ -1,0 +1,177 @@
+"""The FeatureService contract and the online read that serves it in one Redis round trip.
+
+Training asks Feast for a FeatureService; the model records that service's ordered feature list;
+serving reads the same service. `OnlineReader` resolves the service against the registry once, at
+start-up, into Redis keys and hash fields (Feast's own key encoding and field hashing), so a
+request costs one pipelined HMGET per view and no registry work. A test keeps its values equal to
+`FeatureStore.get_online_features`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from feast import FeatureStore, RepoConfig
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.helpers import _mmh3
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rtml.settings import Settings
+
+
+def load_store(settings: Settings) -> FeatureStore:
+    """The Feast store of `settings.repo_root`, pointed at the configured Redis."""
+    root = Path(settings.repo_root)
+    raw = yaml.safe_load((root / "feature_store.yaml").read_text())
+    raw["online_store"]["connection_string"] = settings.redis_address
+    config = RepoConfig(**raw)
+    config.repo_path = root
+    return FeatureStore(repo_path=str(root), config=config)
+
+
+def request_features(amount: float, cust_mean_amount_30d: float | None) -> dict[str, float]:
+    """Request-time features; the `transaction_request_features` view computes the same offline."""
+    mean = cust_mean_amount_30d or 0.0
+    ratio = amount / mean if mean > 0 else 0.0
+    return {"tx_amount": float(amount), "amount_vs_cust_mean_30d": float(ratio)}
+
+
+# On-demand views the serving path computes in-process, by view name. Each takes the request
+# fields and the already-read feature values and returns its output features.
+ON_DEMAND: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, float]]] = {
+    "transaction_request_features": lambda req, feats: request_features(
+        req["amount"], feats.get("cust_mean_amount_30d")
+    ),
+}
+
+
+def service_feature_names(store: FeatureStore, service_name: str) -> list[str]:
+    """The service's features in its declared order (never sorted): the model's column order."""
+    service = store.get_feature_service(service_name)
+    return [f.name for proj in service.feature_view_projections for f in proj.features]
+
+
+@dataclass(frozen=True)
+class _ViewRead:
+    view: str
+    join_key: str
+    features: list[str]
+    fields: list[bytes | str]  # hashed feature fields, then the view's timestamp field
+
+
+@dataclass
+class FeatureRow:
+    """One entity row as served: values by feature name, plus what the caller should know."""
+
+    values: dict[str, float]
+    missing_views: list[str] = field(default_factory=list)  # entity unknown in that view
+    event_times: dict[str, float] = field(default_factory=dict)  # view -> unix seconds
+
+
+def _decode(raw: bytes | None) -> Any:
+    if not raw:
+        return None
+    val = ValueProto.FromString(raw)
+    kind = val.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(val, kind)
+
+
+def _decode_ts(raw: bytes | None) -> float | None:
+    if not raw:
+        return None
+    ts = Timestamp.FromString(raw)
+    return ts.seconds + ts.nanos / 1e9
+
+
+class OnlineReader:
+    """Reads every view of one FeatureService for many entity rows in one Redis pipeline."""
+
+    def __init__(self, *, store: FeatureStore, service_name: str, defaults: Mapping[str, float]):
+        self.service_name = service_name
+        self.feature_names = service_feature_names(store, service_name)
+        self.defaults = dict(defaults)
+        self._project = store.config.project.encode()
+        self._key_version = store.config.entity_key_serialization_version
+        self._views: list[_ViewRead] = []
+        self._on_demand: list[str] = []
+        service = store.get_feature_service(service_name)
+        odfv_names = {v.name for v in store.list_on_demand_feature_views()}
+        for proj in service.feature_view_projections:
+            if proj.name in odfv_names:
+                if proj.name not in ON_DEMAND:
+                    raise ValueError(f"on-demand view {proj.name!r} has no serving implementation")
+                self._on_demand.append(proj.name)
+                continue
+            view = store.get_feature_view(proj.name)
+            (join_key,) = view.join_keys  # every rtml view has exactly one entity
+            names = [f.name for f in proj.features]
+            fields: list[bytes | str] = [_mmh3(f"{view.name}:{n}") for n in names]
+            fields.append(f"_ts:{view.name}")
+            self._views.append(_ViewRead(view.name, join_key, names, fields))
+        missing = [n for n in self.feature_names if n not in self.defaults]
+        view_features = {n for v in self._views for n in v.features}
+        if missing and set(missing) & view_features:
+            raise ValueError(f"no default value for features {sorted(set(missing) & view_features)}")
+
+    @property
+    def join_keys(self) -> list[str]:
+        """Entity columns a request must carry."""
+        return sorted({v.join_key for v in self._views})
+
+    def _redis_key(self, join_key: str, value: int) -> bytes:
+        ek = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=int(value))])
+        return serialize_entity_key(ek, entity_key_serialization_version=self._key_version) + \
+            self._project
+
+    def _queue(self, pipe: Any, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            for v in self._views:
+                pipe.hmget(self._redis_key(v.join_key, row[v.join_key]), v.fields)
+
+    def _assemble(self, rows: list[Mapping[str, Any]], replies: list[list]) -> list[FeatureRow]:
+        out: list[FeatureRow] = []
+        it = iter(replies)
+        for row in rows:
+            result = FeatureRow(values={})
+            for v in self._views:
+                reply = next(it)
+                ts = _decode_ts(reply[-1])
+                if ts is None:
+                    result.missing_views.append(v.view)
+                    for name in v.features:
+                        result.values[name] = self.defaults[name]
+                    continue
+                result.event_times[v.view] = ts
+                for name, raw in zip(v.features, reply[:-1], strict=True):
+                    value = _decode(raw)
+                    ok = value is not None and not (isinstance(value, float) and math.isnan(value))
+                    result.values[name] = float(value) if ok else self.defaults[name]
+            for name in self._on_demand:
+                result.values.update(ON_DEMAND[name](row, result.values))
+            out.append(result)
+        return out
+
+    async def read(self, client: Any, rows: list[Mapping[str, Any]]) -> list[FeatureRow]:
+        """Features for each row (a mapping with the join keys and request fields)."""
+        async with client.pipeline(transaction=False) as pipe:
+            self._queue(pipe, rows)
+            replies = await pipe.execute()
+        return self._assemble(rows, replies)
+
+    def read_sync(self, client: Any, rows: list[Mapping[str, Any]]) -> list[FeatureRow]:
+        """Blocking twin of `read` for benchmarks and tools."""
+        with client.pipeline(transaction=False) as pipe:
+            self._queue(pipe, rows)
+            replies = pipe.execute()
+        return self._assemble(rows, replies)
+
+    def vector(self, row: FeatureRow) -> list[float]:
+        """Values in the model's column order."""
+        return [row.values[n] for n in self.feature_names]

@@ -1,0 +1,101 @@
+"""The one settings object: every knob that changes between machines, read from RTML_* variables.
+
+Built once by the entry point (`Settings()`), then passed down as values. No other module reads the
+environment, so tests construct a `Settings` with what they need instead of patching `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS_ADDRESS = "localhost:6379"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration (environment variables prefixed `RTML_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RTML_", extra="ignore", frozen=True)
+
+    # -- Redis: the online store and the event/prediction streams ---------------------------
+    redis_address: str = Field(
+        DEFAULT_REDIS_ADDRESS,
+        description="host:port of the Redis online store (Feast connection string syntax).",
+    )
+    redis_embedded: Literal["auto", "never"] = Field(
+        "auto",
+        description="auto: start an embedded Valkey when nothing answers at a local address.",
+    )
+    redis_timeout_s: float = Field(0.5, description="socket timeout for Redis calls")
+
+    # -- Files ------------------------------------------------------------------------------
+    # The Feast repo (feature_store.yaml) and everything generated lives under it; the Feast
+    # file sources name paths relative to it, so a copy of the repo is a self-contained sandbox.
+    repo_root: Path = REPO_ROOT
+
+    # -- Feast -------------------------------------------------------------------------------
+    feast_project: str = "rtml"
+
+    # -- Serving -----------------------------------------------------------------------------
+    fraud_model_tag: str = Field("fraud_model:latest", description="BentoML model store tag")
+    feature_timeout_ms: float = Field(30.0, description="budget for the online feature read")
+    model_timeout_ms: float = Field(30.0, description="budget for the model call")
+    max_body_bytes: int = Field(1_000_000, description="larger request bodies get 413")
+    max_batch_rows: int = Field(1000, description="largest /score_batch request")
+    batch_max_size: int = Field(64, description="adaptive batching: largest model batch")
+    batch_max_latency_ms: int = Field(20, description="adaptive batching: queueing budget")
+
+    # -- Prediction log ----------------------------------------------------------------------
+    prediction_stream: str = "rtml:predictions:fraud"
+    prediction_stream_maxlen: int = Field(1_000_000, description="approximate cap (XADD MAXLEN ~)")
+    prediction_log_flush_ms: float = 50.0
+
+    @property
+    def redis_host(self) -> str:
+        """Host part of `redis_address`."""
+        return self.redis_address.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def redis_port(self) -> int:
+        """Port part of `redis_address`."""
+        first = self.redis_address.split(",")[0]
+        return int(first.rsplit(":", 1)[1]) if ":" in first else 6379
+
+    @property
+    def redis_url(self) -> str:
+        """redis-py URL for the same server."""
+        return f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        """Generated data, features, the Feast registry, the prediction log."""
+        return self.repo_root / "data"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Training metrics and exported models."""
+        return self.repo_root / "artifacts"
+
+    @property
+    def state_dir(self) -> Path:
+        """Embedded Valkey data and pid files."""
+        return self.repo_root / ".rtml"
+
+    @property
+    def raw_dir(self) -> Path:
+        """Generated transactions, customers and terminals."""
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        """Offline sources of the Feast batch views."""
+        return self.data_dir / "features"
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Partitioned parquet written by the prediction-log drain."""
+        return self.data_dir / "predictions"
