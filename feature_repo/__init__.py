@@ -1,1 +1,1 @@
-"""Feast definitions only: entities, sources, views and services. `feast apply` imports every file."""
+"""Feast definitions only (entities, sources, views, services): `feast apply` imports each file."""

@@ -1,1 +1,1 @@
-"""Monitoring jobs over the prediction log (drift, accuracy, freshness): see the monitoring issue."""
+"""Monitoring jobs over the prediction log (drift, accuracy, freshness): the monitoring issue."""

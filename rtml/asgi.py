@@ -37,31 +37,39 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
+        # Read the body before the app sees it (bodies here are small JSON): an over-limit
+        # chunked body is refused here, not as an exception the framework would turn into a 500.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLargeError
-            return message
+            if message["type"] != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await self._reject(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLargeError:
-            await self._reject(send)
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send: Any) -> None:
         await _send_json(send, 413, {
             "error": f"body: request body exceeds {self.max_bytes} bytes",
             "detail": [{"loc": ["body"], "msg": f"larger than {self.max_bytes} bytes"}],
         })
-
-
-class _TooLargeError(Exception):
-    pass
 
 
 class Readiness:

@@ -76,14 +76,11 @@ def features_build() -> None:
 @app.command("apply")
 def apply() -> None:
     """`feast apply` against the configured Redis (registers views, creates online tables)."""
-    from feast.repo_operations import apply_total
-
-    from rtml.features import load_store
+    from rtml.features import apply_repo
 
     s = _settings()
     _need_redis(s)
-    store = load_store(s)
-    apply_total(store.config, s.repo_root, skip_source_validation=True)
+    apply_repo(s)
 
 
 @app.command("materialize")
@@ -164,7 +161,8 @@ def redis_ensure() -> None:
 def redis_stop() -> None:
     """Stop the embedded Valkey rtml started (a Redis rtml did not start is left alone)."""
     s = _settings()
-    typer.echo("stopped" if stop_embedded(s) else f"no embedded server of rtml's on {s.redis_address}")
+    stopped = stop_embedded(s)
+    typer.echo("stopped" if stopped else f"no embedded server of rtml's on {s.redis_address}")
 
 
 @log_app.command("drain")

@@ -10,6 +10,7 @@ request costs one pipelined HMGET per view and no registry work. A test keeps it
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,16 @@ def load_store(settings: Settings) -> FeatureStore:
     config = RepoConfig(**raw)
     config.repo_path = root
     return FeatureStore(repo_path=str(root), config=config)
+
+
+def apply_repo(settings: Settings) -> None:
+    """`feast apply` for the configured Redis: register definitions, create online tables."""
+    from feast.repo_operations import apply_total
+
+    root = str(Path(settings.repo_root))
+    if root not in sys.path:  # Feast imports the definitions as `feature_repo.<module>`
+        sys.path.insert(0, root)
+    apply_total(load_store(settings).config, Path(root), skip_source_validation=True)
 
 
 def request_features(amount: float, cust_mean_amount_30d: float | None) -> dict[str, float]:
@@ -118,7 +129,8 @@ class OnlineReader:
         missing = [n for n in self.feature_names if n not in self.defaults]
         view_features = {n for v in self._views for n in v.features}
         if missing and set(missing) & view_features:
-            raise ValueError(f"no default value for features {sorted(set(missing) & view_features)}")
+            lacking = sorted(set(missing) & view_features)
+            raise ValueError(f"no default value for features {lacking}")
 
     @property
     def join_keys(self) -> list[str]:

@@ -41,11 +41,13 @@ class Settings(BaseSettings):
     feast_project: str = "rtml"
 
     # -- Serving -----------------------------------------------------------------------------
+    serve_workers: int = Field(1, description="BentoML worker processes per service")
     fraud_model_tag: str = Field("fraud_model:latest", description="BentoML model store tag")
     feature_timeout_ms: float = Field(30.0, description="budget for the online feature read")
     model_timeout_ms: float = Field(30.0, description="budget for the model call")
     max_body_bytes: int = Field(1_000_000, description="larger request bodies get 413")
     max_batch_rows: int = Field(1000, description="largest /score_batch request")
+    batching: bool = Field(True, description="adaptive batching of model calls across requests")
     batch_max_size: int = Field(64, description="adaptive batching: largest model batch")
     batch_max_latency_ms: int = Field(20, description="adaptive batching: queueing budget")
 
@@ -54,21 +56,25 @@ class Settings(BaseSettings):
     prediction_stream_maxlen: int = Field(1_000_000, description="approximate cap (XADD MAXLEN ~)")
     prediction_log_flush_ms: float = 50.0
 
+    def _host_port(self) -> tuple[str, int]:
+        first = self.redis_address.split(",")[0].strip()
+        if first.startswith("["):  # [::1]:6379
+            host, _, rest = first[1:].partition("]")
+            return host, int(rest[1:]) if rest.startswith(":") else 6379
+        if first.count(":") > 1:  # a bare IPv6 address
+            return first, 6379
+        host, _, port = first.partition(":")
+        return host, int(port) if port else 6379
+
     @property
     def redis_host(self) -> str:
-        """Host part of `redis_address`."""
-        return self.redis_address.split(",")[0].rsplit(":", 1)[0]
+        """Host part of `redis_address` (IPv6 without brackets)."""
+        return self._host_port()[0]
 
     @property
     def redis_port(self) -> int:
-        """Port part of `redis_address`."""
-        first = self.redis_address.split(",")[0]
-        return int(first.rsplit(":", 1)[1]) if ":" in first else 6379
-
-    @property
-    def redis_url(self) -> str:
-        """redis-py URL for the same server."""
-        return f"redis://{self.redis_host}:{self.redis_port}/0"
+        """Port part of `redis_address` (6379 when absent)."""
+        return self._host_port()[1]
 
     @property
     def data_dir(self) -> Path:

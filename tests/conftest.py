@@ -1,4 +1,4 @@
-"""Tiers: tests/unit needs no servers; tests/integration is marked `integration` (-m "not integration")."""
+"""Tiers: tests/unit needs no servers; tests/integration is marked `integration`."""
 
 from __future__ import annotations
 

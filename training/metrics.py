@@ -1,5 +1,8 @@
-"""Fraud metrics as a fraud team reads them: ranking quality, recall at a tolerable false-positive
-rate, and how many of the day's 100 most suspicious cards an investigator would find compromised."""
+"""Fraud metrics as a fraud team reads them.
+
+Ranking quality, recall at a tolerable false-positive rate, and how many of the day's 100 most
+suspicious cards an investigator would find compromised.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ def threshold_at_fpr(y: np.ndarray, score: np.ndarray, fpr_max: float) -> float:
     if len(genuine) == 0:
         return float(np.max(score))
     k = int(np.floor(fpr_max * len(genuine)))
+    if k >= len(genuine):  # every genuine payment may be flagged: flag everything
+        return float(np.min(score))
     # Flag scores strictly above the (k+1)-th highest genuine score: at most k false positives.
     return float(np.nextafter(genuine[len(genuine) - 1 - k], np.inf))
 

@@ -16,7 +16,7 @@ REASONS_PER_DECISION = 3
 
 @dataclass
 class FraudModel:
-    """A booster plus the contract it was trained under (feature service, column order, cut-offs)."""
+    """A booster plus the contract it was trained under: feature service, columns, cut-offs."""
 
     booster: xgb.Booster
     version: str
@@ -41,17 +41,22 @@ class FraudModel:
             decline_threshold=float(meta["thresholds"]["decline"]),
         )
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and per-feature contributions (SHAP values, bias column last) for rows of `x`."""
-        scores = self.booster.inplace_predict(x, validate_features=False)
-        contribs = self.booster.predict(
-            xgb.DMatrix(x, feature_names=self.features), pred_contribs=True,
-            validate_features=False,
-        )
-        return np.asarray(scores, dtype=np.float64), contribs
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Fraud probability for each row of `x` (columns in `self.features` order)."""
+        return np.asarray(self.booster.inplace_predict(x, validate_features=False),
+                          dtype=np.float64)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Exact per-feature contributions (TreeSHAP; bias column last) for rows of `x`.
+
+        About 0.65 ms a row for the demo model, 3x a prediction: the service asks only for the
+        rows it flags, where a reviewer needs the reasons.
+        """
+        return self.booster.predict(xgb.DMatrix(x, feature_names=self.features),
+                                    pred_contribs=True, validate_features=False)
 
     def decide(self, score: float) -> str:
-        """approve | review | decline from the thresholds chosen at training time."""
+        """Approve | review | decline from the thresholds chosen at training time."""
         if score >= self.decline_threshold:
             return "decline"
         if score >= self.review_threshold:

@@ -70,7 +70,8 @@ def test_ratio_is_amount_over_mean():
 
 
 def test_serving_registry_uses_request_amount_and_read_mean():
-    out = ON_DEMAND["transaction_request_features"]({"amount": 30.0}, {"cust_mean_amount_30d": 60.0})
+    view = ON_DEMAND["transaction_request_features"]
+    out = view({"amount": 30.0}, {"cust_mean_amount_30d": 60.0})
     assert out == {"tx_amount": 30.0, "amount_vs_cust_mean_30d": pytest.approx(0.5)}
-    missing = ON_DEMAND["transaction_request_features"]({"amount": 30.0}, {})
+    missing = view({"amount": 30.0}, {})
     assert missing["amount_vs_cust_mean_30d"] == 0.0

@@ -1,0 +1,161 @@
+"""The fraud service over real HTTP from `bentoml serve`, reading real Redis features."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pandas as pd
+import pytest
+import redis
+
+from bentos.fraud.service import EXAMPLE_INPUT
+from rtml.predlog import drain
+from rtml.redis_server import start_embedded, stop_embedded
+from rtml.settings import Settings
+from tests.integration.conftest import bentoml_serve
+
+
+@pytest.fixture(scope="module")
+def client(fraud_url: str):
+    with httpx.Client(base_url=fraud_url, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def known(stack: Settings) -> dict:
+    """A real transaction of a customer and terminal the online store knows."""
+    tx = pd.read_parquet(stack.raw_dir / "transactions.parquet")
+    r = tx.iloc[-1]
+    return {"transaction_id": "known-1", "customer_id": int(r.customer_id),
+            "terminal_id": int(r.terminal_id), "amount": 40.0,
+            "timestamp": "2026-11-28T12:00:00Z"}
+
+
+def _timing(resp: httpx.Response) -> dict[str, float]:
+    parts = [p.strip().split(";dur=") for p in resp.headers["server-timing"].split(",")]
+    return {name: float(dur) for name, dur in parts}
+
+
+def test_score_answers_a_model_decision_from_online_features(client, known):
+    resp = client.post("/score", json=known)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["transaction_id"] == "known-1"
+    assert body["decision"] in {"approve", "review", "decline"}
+    assert body["fallback"] is False and body["defaults_used"] == []
+    assert 0.0 <= body["score"] <= 1.0
+    assert body["model_version"].startswith("fraud_model:")
+    timing = _timing(resp)
+    assert {"features", "model", "total"} <= set(timing)
+    assert timing["total"] >= timing["features"]
+
+
+def test_a_huge_amount_scores_higher_with_the_amount_as_a_reason(client, known):
+    small = client.post("/score", json=known).json()
+    big = client.post("/score", json={**known, "transaction_id": "big", "amount": 5000.0}).json()
+    assert big["score"] > small["score"]
+    assert big["decision"] in {"review", "decline"}
+    assert {r["feature"] for r in big["reasons"]} & {"tx_amount", "amount_vs_cust_mean_30d"}
+
+
+def test_unknown_customer_gets_default_features_and_says_so(client, known):
+    resp = client.post("/score", json={**known, "customer_id": 10**12})
+    body = resp.json()
+    assert resp.status_code == 200 and body["fallback"] is False
+    assert body["defaults_used"] == ["customer_stats"]
+
+
+def test_score_batch_answers_each_transaction_in_order(client, known):
+    rows = [{**known, "transaction_id": f"b{i}", "amount": 10.0 + i} for i in range(5)]
+    resp = client.post("/score_batch", json={"transactions": rows})
+    assert resp.status_code == 200
+    assert [d["transaction_id"] for d in resp.json()] == [f"b{i}" for i in range(5)]
+    single = client.post("/score", json=rows[3]).json()
+    assert resp.json()[3]["score"] == pytest.approx(single["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"customer_id": None}, "customer_id"),
+        ({"customer_id": "12"}, "customer_id"),
+        ({"terminal_id": -1}, "terminal_id"),
+        ({"amount": -5}, "amount"),
+        ({"amount": 0}, "amount"),
+        ({"amount": 1e12}, "amount"),
+        ({"amount": "12.50"}, "amount"),
+        ({"timestamp": "2026-11-28T12:00:00"}, "timestamp"),
+        ({"timestamp": "yesterday"}, "timestamp"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(client, change, field):
+    resp = client.post("/score", json={**EXAMPLE_INPUT, **change})
+    assert resp.status_code == 400, resp.text
+    assert field in resp.text
+
+
+def test_missing_field_and_nan_are_400s(client):
+    body = {k: v for k, v in EXAMPLE_INPUT.items() if k != "amount"}
+    resp = client.post("/score", json=body)
+    assert resp.status_code == 400 and "amount" in resp.text
+    raw = ('{"transaction_id": "n", "customer_id": 1, "terminal_id": 2, "amount": NaN, '
+           '"timestamp": "2026-11-28T12:00:00Z"}')
+    resp = client.post("/score", content=raw, headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and "amount" in resp.text
+
+
+def test_malformed_json_and_oversize_bodies_are_4xx(client, known):
+    resp = client.post("/score", content=b"{not json", headers={"content-type": "application/json"})
+    assert 400 <= resp.status_code < 500
+    huge = {**known, "padding": "x" * 2_000_000}
+    resp = client.post("/score", json=huge)
+    assert resp.status_code == 413 and "body" in resp.text
+    rows = [{**known, "transaction_id": f"r{i}"} for i in range(1001)]
+    resp = client.post("/score_batch", json={"transactions": rows})
+    assert resp.status_code == 400 and "transactions" in resp.text
+    # ...and the service is still answering.
+    assert client.post("/score", json=known).status_code == 200
+
+
+def test_every_decision_reaches_the_log_and_the_parquet_drain(client, known, stack: Settings):
+    ids = [f"log-{i}" for i in range(3)]
+    for tid in ids:
+        assert client.post("/score", json={**known, "transaction_id": tid}).status_code == 200
+    time.sleep(0.5)  # the log flushes off the request path every 50 ms
+    r = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    assert drain(r, stream=stack.prediction_stream, out_dir=stack.predictions_dir) >= 3
+    logged = pd.read_parquet(stack.predictions_dir)
+    rows = logged[logged["transaction_id"].isin(ids)]
+    assert len(rows) == 3
+    assert set(rows["decision"]) <= {"approve", "review", "decline"}
+    assert rows["features"].str.contains("cust_tx_count_30d").all()
+    assert (rows["total_ms"] > 0).all() and (~rows["fallback"]).all()
+    assert r.xlen(stack.prediction_stream) == 0
+
+
+def test_model_missing_service_starts_and_readyz_says_why(env, known, tmp_path):
+    with bentoml_serve({**env, "BENTOML_HOME": str(tmp_path)}, want_ready=False) as url:
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503 and "rtml train fraud" in ready.json()["reason"]
+        body = httpx.post(f"{url}/score", json=known).json()
+        assert body["decision"] == "approve" and body["fallback"] is True
+        assert body["fallback_reason"] == "model_unavailable"
+
+
+def test_redis_down_means_fallback_decisions_not_errors(client, known, stack: Settings):
+    """Runs last in this module: it stops the tests' own Valkey, then brings it back."""
+    stop_embedded(stack)
+    try:
+        for i in range(5):
+            resp = client.post("/score", json={**known, "transaction_id": f"down-{i}"})
+            assert resp.status_code == 200
+            body = resp.json()
+            assert body["decision"] == "approve" and body["fallback"] is True
+            assert body["fallback_reason"].startswith("feature_store_unavailable")
+            assert "timeout" not in body["fallback_reason"]  # refused at once, not waited out
+    finally:
+        start_embedded(stack)
+    time.sleep(1.2)  # the circuit breaker half-opens after 1 s
+    body = client.post("/score", json=known).json()
+    assert body["fallback"] is False

@@ -1,0 +1,190 @@
+"""`BodyLimit` and `Readiness` driven directly with hand-written ASGI plumbing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from rtml.asgi import NOT_READY, BodyLimit, Readiness
+
+LIMIT = 100
+
+
+class EchoApp:
+    """Reads the whole body, answers 200 with it; records what it saw."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls += 1
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _call(app, *, chunks: list[bytes], path: str = "/score", method: str = "POST",
+          content_length: int | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
+    headers = [(b"host", b"test"), (b"content-type", b"application/json")]
+    if content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
+    scope: dict[str, Any] = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "headers": headers, "client": ("127.0.0.1", 1234), "server": ("test", 80),
+    }
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks or [b""])
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # a client that sends nothing more
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=5))
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 1, sent  # exactly one response, never two
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return starts[0]["status"], dict(starts[0]["headers"]), body
+
+
+def _assert_413(status, headers, body) -> None:
+    assert status == 413
+    assert headers[b"content-type"] == b"application/json"
+    assert int(headers[b"content-length"]) == len(body)
+    payload = json.loads(body)
+    assert "body" in payload["error"]
+    assert payload["detail"][0]["loc"] == ["body"]
+
+
+def test_declared_length_over_limit_is_413_without_calling_the_app():
+    inner = EchoApp()
+    result = _call(BodyLimit(inner, max_bytes=LIMIT), chunks=[b"x" * (LIMIT + 1)],
+                   content_length=LIMIT + 1)
+    _assert_413(*result)
+    assert inner.calls == 0
+
+
+def test_chunked_body_over_limit_is_413():
+    inner = EchoApp()
+    chunks = [b"a" * 40, b"b" * 40, b"c" * 40, b"d" * 40]  # 160 > 100, no Content-Length
+    result = _call(BodyLimit(inner, max_bytes=LIMIT), chunks=chunks)
+    _assert_413(*result)
+    assert inner.bodies == []  # the app never got a truncated body to act on
+
+
+def test_lying_content_length_is_judged_by_what_arrives():
+    inner = EchoApp()
+    result = _call(BodyLimit(inner, max_bytes=LIMIT), chunks=[b"z" * 60, b"z" * 60],
+                   content_length=10)
+    _assert_413(*result)
+
+
+@pytest.mark.parametrize("size", [0, 1, LIMIT - 1, LIMIT])
+def test_body_within_limit_reaches_the_app_unchanged(size):
+    inner = EchoApp()
+    payload = bytes(range(256)) * (size // 256 + 1)
+    payload = payload[:size]
+    chunks = [payload[i:i + 30] for i in range(0, size, 30)] or [b""]
+    status, _, body = _call(BodyLimit(inner, max_bytes=LIMIT), chunks=chunks,
+                            content_length=size)
+    assert status == 200
+    assert inner.bodies == [payload]
+    assert body == payload
+
+
+def test_non_http_scope_passes_through():
+    seen = []
+
+    async def inner(scope, receive, send):
+        seen.append(scope["type"])
+
+    async def nothing():
+        return {}
+
+    async def ignore(message):
+        return None
+
+    asyncio.run(BodyLimit(inner, max_bytes=1)({"type": "lifespan"}, nothing, ignore))
+    assert seen == ["lifespan"]
+
+
+@pytest.fixture
+def service_name():
+    name = "unit-test-service"
+    NOT_READY.pop(name, None)
+    yield name
+    NOT_READY.pop(name, None)
+
+
+def test_readyz_with_reason_is_503_with_that_reason(service_name):
+    NOT_READY[service_name] = "no model 'fraud_model:latest' in the store"
+    inner = EchoApp()
+    status, headers, body = _call(Readiness(inner, service=service_name), chunks=[b""],
+                                  path="/readyz", method="GET")
+    assert status == 503
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body) == {"ready": False,
+                                "reason": "no model 'fraud_model:latest' in the store"}
+    assert inner.calls == 0
+
+
+def test_readyz_without_reason_passes_through(service_name):
+    NOT_READY["some-other-service"] = "not me"
+    try:
+        inner = EchoApp()
+        status, _, _ = _call(Readiness(inner, service=service_name), chunks=[b""],
+                             path="/readyz", method="GET")
+    finally:
+        NOT_READY.pop("some-other-service", None)
+    assert status == 200
+    assert inner.calls == 1
+
+
+def test_not_ready_does_not_block_other_paths(service_name):
+    NOT_READY[service_name] = "warming up"
+    inner = EchoApp()
+    status, _, body = _call(Readiness(inner, service=service_name), chunks=[b"{}"],
+                            path="/score")
+    assert status == 200
+    assert body == b"{}"
+
+
+# Regression: BodyLimit once raised an Exception out of `receive`, which BentoML's catch-all
+# turned into a 500.
+class CatchAllApp(EchoApp):
+    """Any `Exception` raised while reading the body becomes a 500 JSON response.
+
+    That is what BentoML's `api_endpoint_wrapper` (`_bentoml_impl/server/app.py`) does.
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": b'{"error": "unexpected"}'})
+
+
+def test_chunked_body_over_limit_is_413_even_behind_a_catch_all_handler():
+    result = _call(BodyLimit(CatchAllApp(), max_bytes=LIMIT), chunks=[b"a" * 60, b"b" * 60])
+    _assert_413(*result)

@@ -1,0 +1,103 @@
+"""Load-test bookkeeping: Server-Timing parsing and the per-rate summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.load import _server_timing, summarize
+
+
+def test_server_timing_parses_each_stage():
+    got = _server_timing("features;dur=0.52, model;dur=0.31, total;dur=1.2")
+    assert got == {"features": 0.52, "model": 0.31, "total": 1.2}
+
+
+def test_server_timing_as_the_service_formats_it():
+    # bentos/fraud/service.py joins f"{k};dur={v:.3f}" with ", ".
+    header = ", ".join(f"{k};dur={v:.3f}" for k, v in {"features": 0.1234, "total": 2.0}.items())
+    assert _server_timing(header) == {"features": pytest.approx(0.123), "total": 2.0}
+
+
+@pytest.mark.parametrize("header", [None, "", "  ", ","])
+def test_server_timing_empty(header):
+    assert _server_timing(header) == {}
+
+
+def test_server_timing_skips_metrics_without_duration():
+    assert _server_timing("cache, total;dur=3") == {"total": 3.0}
+
+
+def _rec(latency, status=200, *, fallback=False, reason=None, decision="approve", timing=None):
+    rec = {"latency_ms": latency, "status": status, "is_fraud": 0}
+    if status == 200:
+        rec.update(decision=decision, fallback=fallback, fallback_reason=reason,
+                   timing=timing or {})
+    elif fallback:  # a non-200 record carrying stale fields must not count as a fallback
+        rec.update(fallback=True, fallback_reason=reason, timing=timing or {})
+    return rec
+
+
+@pytest.fixture
+def results():
+    # Latencies 1..100 ms. Statuses: 92 OK, 3 x 503, 2 x 500, 3 client timeouts.
+    recs = []
+    for i in range(1, 101):
+        if i in (10, 20, 30):
+            recs.append(_rec(float(i), 503, fallback=True, reason="breaker_open"))
+        elif i in (40, 50):
+            recs.append(_rec(float(i), 500))
+        elif i in (60, 70, 80):
+            recs.append(_rec(float(i), "TimeoutError"))
+        elif i in (5, 15, 25, 35):
+            recs.append(_rec(float(i), fallback=True, reason="features_timeout",
+                             decision="review", timing={"total": 1.0}))
+        elif i == 45:
+            recs.append(_rec(float(i), fallback=True, reason="model_timeout",
+                             timing={"total": 3.0}))
+        elif i in (2, 3):
+            recs.append(_rec(float(i), decision="decline", timing={"total": 2.0}))
+        else:
+            recs.append(_rec(float(i), timing={"total": 2.0, "model": 0.5}))
+    return recs
+
+
+def test_summary_percentiles(results):
+    out = summarize(results, rate=50.0, elapsed=2.0)
+    lat = out["latency_ms"]
+    # Linear interpolation on the sorted values 1..100: the p-th percentile sits at position
+    # p/100 * 99 (0-based), i.e. value 1 + 0.99 p.
+    assert lat["p50"] == pytest.approx(50.5)
+    assert lat["p95"] == pytest.approx(95.05)
+    assert lat["p99"] == pytest.approx(99.01)
+    assert lat["p99.9"] == pytest.approx(99.901)
+    assert lat["max"] == 100.0
+    assert out["requests"] == 100
+    assert out["target_rps"] == 50.0
+    assert out["achieved_rps"] == pytest.approx(50.0)
+
+
+def test_summary_errors_grouped_by_status(results):
+    out = summarize(results, rate=50.0, elapsed=2.0)
+    assert out["errors"] == {"503": 3, "500": 2, "TimeoutError": 3}
+
+
+def test_summary_fallbacks_only_among_ok(results):
+    out = summarize(results, rate=50.0, elapsed=2.0)
+    assert out["fallbacks"] == 5
+    assert out["fallback_reasons"] == {"features_timeout": 4, "model_timeout": 1}
+    # 92 answered: 4 review, 2 decline, the other 86 approve.
+    assert out["decisions"] == {"review": 4, "decline": 2, "approve": 86}
+
+
+def test_summary_stage_times_from_ok_answers(results):
+    out = summarize(results, rate=50.0, elapsed=2.0)
+    # totals: 4 x 1.0, 1 x 3.0, 87 x 2.0 -> median 2.0; "model" only on the plain approvals.
+    assert out["server_stage_ms_p50"] == {"total": 2.0, "model": 0.5}
+    assert out["server_stage_ms_p99"]["total"] == pytest.approx(2.0 + 0.09 * 1.0)
+
+
+def test_summary_of_nothing():
+    out = summarize([], rate=10.0, elapsed=0.0)
+    assert out["requests"] == 0
+    assert out["achieved_rps"] == 0.0
+    assert out["errors"] == {} and out["fallbacks"] == 0
