@@ -128,11 +128,11 @@ class FraudService:
                                  flush_ms=s.prediction_log_flush_ms)
         self.batch_sizes: Counter[int] = Counter()  # model batch size -> calls (bounded)
         # Feast, BentoML and XGBoost leave ~10^6 long-lived objects; a full collection walking
-        # them stalled the loop for 100-300 ms every few seconds under load. Freeze them out of
-        # the collector's view and collect the young generation less often.
+        # them stalled the loop for 30-300 ms every few seconds under load. Freeze them out of the
+        # collector's view now, and again once the first requests have built BentoML's lazy state.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
+        self._requests = 0
         self._dispatch = CorkDispatcher(
             max_latency_in_ms=s.batch_max_latency_ms, max_batch_size=s.batch_max_size,
             fallback=lambda: _OVERLOADED, get_batch_size=lambda x: len(x),
@@ -202,6 +202,9 @@ class FraudService:
 
     async def _score(self, txs: list[Transaction], ctx: bentoml.Context) -> list[Decision]:
         t0 = time.perf_counter()
+        self._requests += 1
+        if self._requests in (1, 200):
+            gc.freeze()  # cheap (no collection): moves today's survivors out of every pass
         timings: dict[str, float] = {}
         rows = [tx.model_dump() for tx in txs]
         feats, reason = await self._features(rows, timings)
