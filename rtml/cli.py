@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -18,10 +19,12 @@ data_app = typer.Typer(no_args_is_help=True, help="Synthetic data.")
 features_app = typer.Typer(no_args_is_help=True, help="Batch features.")
 redis_app = typer.Typer(no_args_is_help=True, help="The Redis online store / embedded Valkey.")
 log_app = typer.Typer(no_args_is_help=True, help="The prediction log.")
+stream_app = typer.Typer(no_args_is_help=True, help="The transaction event stream.")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(redis_app, name="redis")
 app.add_typer(log_app, name="log")
+app.add_typer(stream_app, name="stream")
 
 
 def _settings() -> Settings:
@@ -202,3 +205,53 @@ def bench(
 
     raise typer.Exit(bench_main(_settings(), url=url, duration=duration,
                                 rates=[float(r) for r in rates.split(",")]))
+
+
+@stream_app.command("produce")
+def stream_produce(
+    rate: Annotated[float, typer.Option(help="events per second")] = 1000.0,
+    duration: Annotated[float | None, typer.Option(help="seconds (default: all rows)")] = None,
+    last_days: Annotated[int, typer.Option(help="replay the last N days of generated data")] = 7,
+) -> None:
+    """Replay generated transactions onto the event streams, stamped with the current time."""
+    import pandas as pd
+
+    from pipelines.produce import produce
+
+    s = _settings()
+    _need_redis(s)
+    tx = pd.read_parquet(s.raw_dir / "transactions.parquet")
+    tx = tx[tx["day"] > tx["day"].max() - last_days]
+    out = produce(host=s.redis_host, port=s.redis_port, transactions=tx, rate=rate,
+                  duration=duration, partitions=s.stream_partitions)
+    typer.echo(f"sent {out['sent']:,} events in {out['seconds']:.1f}s "
+               f"({out['achieved_rate']:,.0f}/s)")
+
+
+def stream_command(settings: Settings, *, workers: int = 1, process_id: int | None = None,
+                   addresses: str | None = None) -> list[str]:
+    """The `python -m bytewax.run` line for the fresh-features flow (recovery initialised)."""
+    recovery = settings.state_dir / "recovery"
+    if not recovery.exists():
+        recovery.mkdir(parents=True)
+        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
+    cmd = [sys.executable, "-m", "bytewax.run", "pipelines.fraud_fresh_flow:get_flow()",
+           "-r", str(recovery), "-s", "5", "-b", "0", "-w", str(workers)]
+    if process_id is not None and addresses:
+        cmd += ["-i", str(process_id), "-a", addresses]
+    return cmd
+
+
+@stream_app.command("run")
+def stream_run(
+    workers: Annotated[int, typer.Option("-w", help="workers in this process")] = 1,
+    process_id: Annotated[int | None, typer.Option("-i", help="this process's index")] = None,
+    addresses: Annotated[str | None, typer.Option("-a", help='"h:p;h:p" of all')] = None,
+) -> None:
+    """Run the fresh-features flow (Redis Streams -> windows -> Feast push) until stopped."""
+    s = _settings()
+    _need_redis(s)
+    cmd = stream_command(s, workers=workers, process_id=process_id, addresses=addresses)
+    typer.echo("running: " + " ".join(cmd), err=True)
+    os.chdir(s.repo_root)
+    os.execv(cmd[0], cmd)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(64, description="adaptive batching: largest model batch")
     batch_max_latency_ms: int = Field(20, description="adaptive batching: queueing budget")
 
+    # -- Streaming ----------------------------------------------------------------------------
+    stream_partitions: int = Field(4, description="transaction streams rtml:tx:0..N-1")
+    stream_allowed_lateness_s: float = Field(60.0, description="out-of-order events still counted")
+
     # -- Prediction log ----------------------------------------------------------------------
     prediction_stream: str = "rtml:predictions:fraud"
     # ~770 bytes an entry: 250k entries cap Redis memory near 190 MB between drains.

@@ -74,6 +74,9 @@ def training_frame(settings: Settings, service_name: str, *, first_day: int) -> 
     # snapshots (at midnight) they are joined to cannot change.
     entity_df["event_timestamp"] += pd.to_timedelta(
         entity_df.groupby("event_timestamp").cumcount(), unit="ns")
+    # Features as of just before the payment: when it is scored online, the stream has not yet
+    # counted it, so its own streamed row (stamped at its event time) must not join offline.
+    entity_df["event_timestamp"] -= pd.Timedelta(microseconds=1)
     store = load_store(settings)
     job = store.get_historical_features(
         entity_df=entity_df, features=store.get_feature_service(service_name)

@@ -37,10 +37,16 @@ EXAMPLE_INPUT = dict(EXAMPLE_TRANSACTION)
 # What the model sees for an entity the online store does not know (a new card, a new terminal):
 # no history. Declared, not guessed: these are the values the batch job writes for no activity.
 DEFAULT_FEATURES: dict[str, float] = {
-    name: 0.0
-    for window in ("1d", "7d", "30d")
-    for name in (f"cust_tx_count_{window}", f"cust_mean_amount_{window}",
-                 f"term_tx_count_{window}", f"term_fraud_rate_{window}")
+    **{name: 0.0
+       for window in ("1d", "7d", "30d")
+       for name in (f"cust_tx_count_{window}", f"cust_mean_amount_{window}",
+                    f"term_tx_count_{window}", f"term_fraud_rate_{window}")},
+    # Streamed windows: no event in the window is a count and sum of zero.
+    **{name: 0.0
+       for window in ("10m", "1h")
+       for name in (f"cust_tx_count_{window}", f"cust_amount_sum_{window}",
+                    f"cust_mean_amount_{window}")},
+    "term_tx_count_1h": 0.0,
 }
 _OVERLOADED = object()
 _settings = Settings()
