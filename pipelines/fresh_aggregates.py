@@ -1,22 +1,24 @@
 """Sliding-window aggregates that are fresh on every event, shared by the stream and the backfill.
 
-No engine here: the Bytewax flow (`pipelines/fraud_fresh_flow.py`) and the offline backfill call the
-same `WindowState`, so a feature trains on exactly what it serves.
+No engine here: the Bytewax flow (`pipelines/fraud_fresh_flow.py`) and the offline `backfill` call
+the same `WindowState`, so a feature trains on exactly what it serves.
 
-Window semantics. Event time is cut into tiles of `TILE_SECONDS`; "the last W" as of time t is every
-event whose tile lies in the W/TILE_SECONDS tiles ending with t's tile (the current, partial tile
-included). A window is therefore exact to a tile: an event leaves the 10-minute window between
-600 and 610 seconds after it happened. State per key is the tiles that hold events (sparse: a
-customer's hour is a handful), bounded by the largest window.
+Window semantics. Event time is cut into tiles of `TILE_SECONDS` (10 s): tile k holds the events
+with ``k * 10 <= epoch seconds < (k + 1) * 10``. "The last W" as of time t counts the events whose
+tile k satisfies ``tile(t) - W / 10 < k <= tile(t)``: the W / 10 tiles ending with t's own
+(partial) tile. Windows are exact to a tile, the documented trade-off: an event leaves the 10-minute
+window at the start of the tile 600 s after its own tile, i.e. 590 to 600 s after it happened.
 
-Lateness. An event up to `allowed_lateness` behind the key's newest event time (the watermark) is
-counted in its own tile; an older one is not used and counted in `late_dropped`. A transaction id
-seen before (a replay after a crash) is ignored, so rewinds never double-count.
+Lateness. The watermark is a key's newest event time. An event more than `allowed_lateness` behind
+it, or whose tile has already left every window (as of the later of the watermark and the last
+`expire`), is not counted and increments `late_dropped`. A transaction id already counted (a replay
+after a crash or rewind) is ignored and increments `duplicates`. Ids are remembered with their tile
+and forgotten with it, so state per key is at most `max window / TILE_SECONDS` tiles.
 """
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,189 +32,241 @@ from pipelines.stream_sources import SCHEMAS
 from rtml.events import TxEvent
 
 TILE_SECONDS = 10
-Kind = Literal["count", "sum", "mean"]
+_TILE = timedelta(seconds=TILE_SECONDS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Aggregate = Literal["count", "sum", "mean"]
+Values = dict[str, float | int]
 
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Windows (label -> seconds) and the features computed over them (name -> kind, window)."""
+    """Windows (label -> seconds, a multiple of the tile); features (name -> (aggregate, label))."""
 
     windows: dict[str, int]
-    features: dict[str, tuple[Kind, str]]
+    features: dict[str, tuple[Aggregate, str]]
 
-    @property
-    def horizon_tiles(self) -> int:
-        """Tiles the largest window spans."""
-        return max(self.windows.values()) // TILE_SECONDS
+    def tiles(self, label: str) -> int:
+        """Number of tiles window `label` spans."""
+        return self.windows[label] // TILE_SECONDS
 
 
 CUSTOMER = WindowSpec(
     windows={"10m": 600, "1h": 3600},
     features={
-        name: (kind, w)
-        for w in ("10m", "1h")
-        for name, kind in ((f"cust_tx_count_{w}", "count"), (f"cust_amount_sum_{w}", "sum"),
-                           (f"cust_mean_amount_{w}", "mean"))
+        "cust_tx_count_10m": ("count", "10m"),
+        "cust_amount_sum_10m": ("sum", "10m"),
+        "cust_mean_amount_10m": ("mean", "10m"),
+        "cust_tx_count_1h": ("count", "1h"),
+        "cust_amount_sum_1h": ("sum", "1h"),
+        "cust_mean_amount_1h": ("mean", "1h"),
     },
 )
 TERMINAL = WindowSpec(windows={"1h": 3600}, features={"term_tx_count_1h": ("count", "1h")})
 
 
-def _tile(t: datetime) -> int:
-    return int(t.timestamp() // TILE_SECONDS)
+def tile_of(t: datetime) -> int:
+    """The tile index of a timezone-aware time (exact integer arithmetic)."""
+    return (t - _EPOCH) // _TILE
+
+
+def tile_start(tile: int) -> datetime:
+    """The UTC time a tile starts."""
+    return _EPOCH + tile * _TILE
 
 
 @dataclass
 class WindowState:
-    """One key's tiles: tile -> [count, amount sum, transaction ids]; picklable."""
+    """One key's windows: tiles holding events, the ids counted in them, watermark and counters.
+
+    Plain data (picklable, deep-copyable): the Bytewax step snapshots it as is.
+    """
 
     spec: WindowSpec
     allowed_lateness: timedelta = timedelta(seconds=60)
-    tiles: dict[int, list] = field(default_factory=dict)
-    keys: list[int] = field(default_factory=list)  # sorted tile ids present in `tiles`
-    seen: set[str] = field(default_factory=set)
-    watermark: datetime | None = None
-    clock: datetime | None = None  # latest of the watermark and the last timer: timers look ahead
+    tiles: dict[int, list] = field(default_factory=dict)  # tile -> [count, amount sum, ids]
+    order: list[int] = field(default_factory=list)  # sorted keys of `tiles`
+    seen: dict[str, int] = field(default_factory=dict)  # transaction id -> its tile
+    watermark: datetime | None = None  # newest event time counted
+    clock: datetime | None = None  # latest `expire` time
     late_dropped: int = 0
+    duplicates: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allowed_lateness, timedelta):
+            self.allowed_lateness = timedelta(seconds=float(self.allowed_lateness))
+        self.horizon = max(self.spec.windows.values()) // TILE_SECONDS
+
+    def _now(self) -> datetime | None:
+        """The later of the watermark and the clock: what windows are evaluated against."""
+        if self.clock is None or (self.watermark is not None and self.watermark > self.clock):
+            return self.watermark
+        return self.clock
+
+    def _first_kept(self) -> int | None:
+        now = self._now()
+        return None if now is None else tile_of(now) - self.horizon + 1
 
     def add(self, event_time: datetime, amount: float, transaction_id: str) -> bool:
-        """Count one event; False when it is a duplicate or too late to count."""
+        """Count one event; False (and a counter bumped) for a duplicate or a late event."""
         if transaction_id in self.seen:
+            self.duplicates += 1
             return False
-        if self.watermark is not None and event_time < self.watermark - self.allowed_lateness:
+        tile = tile_of(event_time)
+        first = self._first_kept()
+        if first is not None and (
+            tile < first
+            or (self.watermark is not None and event_time < self.watermark - self.allowed_lateness)
+        ):
             self.late_dropped += 1
             return False
-        tile = _tile(event_time)
         slot = self.tiles.get(tile)
         if slot is None:
             slot = self.tiles[tile] = [0, 0.0, []]
-            bisect.insort(self.keys, tile)
+            insort(self.order, tile)
         slot[0] += 1
         slot[1] += amount
         slot[2].append(transaction_id)
-        self.seen.add(transaction_id)
+        self.seen[transaction_id] = tile
         if self.watermark is None or event_time > self.watermark:
             self.watermark = event_time
-            self.clock = max(self.clock or event_time, event_time)
-            self._evict(_tile(event_time) - self.spec.horizon_tiles + 1)
+            self._evict()
         return True
 
-    def _evict(self, first_kept: int) -> None:
-        cut = bisect.bisect_left(self.keys, first_kept)
-        for tile in self.keys[:cut]:
-            self.seen.difference_update(self.tiles.pop(tile)[2])
-        del self.keys[:cut]
+    def _evict(self) -> None:
+        first = self._first_kept()
+        cut = 0 if first is None else bisect_left(self.order, first)
+        for tile in self.order[:cut]:
+            for tid in self.tiles.pop(tile)[2]:
+                del self.seen[tid]
+        del self.order[:cut]
 
-    def values(self, at: datetime) -> dict[str, float | int]:
-        """The features as of time `at` (the watermark for an event, the clock for a timer)."""
-        current = _tile(at)
-        hi = bisect.bisect_right(self.keys, current)
+    def values(self, at: datetime) -> Values:
+        """The features as of time `at`, per the tile semantics in the module docstring."""
+        current = tile_of(at)
+        hi = bisect_right(self.order, current)
         totals: dict[str, tuple[int, float]] = {}
-        for label, seconds in self.spec.windows.items():
-            lo = bisect.bisect_left(self.keys, current - seconds // TILE_SECONDS + 1)
-            count, amount = 0, 0.0
-            for tile in self.keys[lo:hi]:
-                count += self.tiles[tile][0]
-                amount += self.tiles[tile][1]
-            totals[label] = (count, amount)
-        out: dict[str, float | int] = {}
-        for name, (kind, label) in self.spec.features.items():
-            count, amount = totals[label]
-            if kind == "count":
+        for label in self.spec.windows:
+            count, total = 0, 0.0
+            lo = bisect_left(self.order, current - self.spec.tiles(label) + 1)
+            for tile in self.order[lo:hi]:
+                slot = self.tiles[tile]
+                count += slot[0]
+                total += slot[1]
+            totals[label] = (count, total)
+        out: Values = {}
+        for name, (aggregate, label) in self.spec.features.items():
+            count, total = totals[label]
+            if aggregate == "count":
                 out[name] = count
-            elif kind == "sum":
-                out[name] = round(amount, 6)
+            elif aggregate == "sum":
+                out[name] = total
             else:
-                out[name] = round(amount / count, 6) if count else 0.0
+                out[name] = total / count if count else 0.0
         return out
 
     def next_expiry(self) -> datetime | None:
-        """When the next event leaves a window (a timer then re-emits decayed values)."""
-        if not self.keys or self.clock is None:
+        """The next instant a tile leaves a window (values change), after the watermark/clock."""
+        now = self._now()
+        if now is None or not self.order:
             return None
-        current = _tile(self.clock)
+        current = tile_of(now)
         due = []
-        for seconds in self.spec.windows.values():
-            n = seconds // TILE_SECONDS
-            i = bisect.bisect_left(self.keys, current - n + 1)
-            if i < len(self.keys):
-                due.append((self.keys[i] + n) * TILE_SECONDS)
-        return datetime.fromtimestamp(min(due), tz=UTC) if due else None
+        for label in self.spec.windows:
+            n = self.spec.tiles(label)
+            i = bisect_left(self.order, current - n + 1)  # oldest tile still in this window
+            if i < len(self.order):
+                due.append(self.order[i] + n)
+        return tile_start(min(due)) if due else None
 
     def expire(self, now: datetime) -> None:
-        """Drop tiles that are out of every window as of `now`; later timers look past `now`."""
-        self.clock = max(self.clock or now, now)
-        self._evict(_tile(now) - self.spec.horizon_tiles + 1)
+        """Advance the clock to `now` and forget the tiles (and ids) out of every window."""
+        if self.clock is None or now > self.clock:
+            self.clock = now
+        self._evict()
 
     def is_empty(self) -> bool:
-        """No events left in any window."""
-        return not self.keys
+        """True when no tile is held (the key can be dropped)."""
+        return not self.order
 
 
-def customer_state(**kw: timedelta) -> WindowState:
-    """A customer's 10-minute and 1-hour count, sum and mean."""
-    return WindowState(spec=CUSTOMER, **kw)
+def customer_state(**kw: timedelta | float) -> WindowState:
+    """A customer's count, amount sum and mean over 10 minutes and 1 hour."""
+    return WindowState(CUSTOMER, **kw)  # type: ignore[arg-type]
 
 
-def terminal_state(**kw: timedelta) -> WindowState:
-    """A terminal's 1-hour count."""
-    return WindowState(spec=TERMINAL, **kw)
+def terminal_state(**kw: timedelta | float) -> WindowState:
+    """A terminal's transaction count over 1 hour."""
+    return WindowState(TERMINAL, **kw)  # type: ignore[arg-type]
 
 
-def on_event(state: WindowState, event: TxEvent) -> dict[str, float | int] | None:
-    """The key's new values after `event`, or None when it was not counted."""
+def on_event(state: WindowState, event: TxEvent) -> Values | None:
+    """The key's values as of its watermark after `event`; None when it was not counted."""
     if not state.add(event.event_time, event.amount, event.transaction_id):
         return None
     assert state.watermark is not None
     return state.values(state.watermark)
 
 
-def on_timer(state: WindowState, now: datetime) -> dict[str, float | int]:
-    """Values as of `now` after old tiles have left; the state forgets what no window holds."""
-    values = state.values(now)
+def on_timer(state: WindowState, now: datetime) -> Values:
+    """Values as of the later of `now` and the watermark, after forgetting expired tiles."""
     state.expire(now)
-    return values
+    at = now if state.watermark is None or now > state.watermark else state.watermark
+    return state.values(at)
+
+
+_KINDS = {"customer": (CUSTOMER, "customer_fresh.parquet"),
+          "terminal": (TERMINAL, "terminal_fresh.parquet")}
 
 
 def backfill(transactions: pd.DataFrame, *, kind: Literal["customer", "terminal"]
              ) -> pd.DataFrame:
-    """One row per event: the values the stream emits for it, with strictly increasing times."""
+    """One row per counted event, in event-time order: what the stream emits for it.
+
+    `event_timestamp` is the event's time, bumped by 1 µs steps where an entity has ties so it is
+    strictly increasing per entity. Columns and dtypes follow `stream_sources.SCHEMAS`.
+    """
+    spec, file_name = _KINDS[kind]
     entity = f"{kind}_id"
-    make = customer_state if kind == "customer" else terminal_state
-    spec = CUSTOMER if kind == "customer" else TERMINAL
+    schema = SCHEMAS[file_name]
     tx = transactions.sort_values("event_timestamp", kind="stable")
+    times = pd.to_datetime(tx["event_timestamp"], utc=True)
     states: dict[int, WindowState] = {}
     last: dict[int, datetime] = {}
-    rows: list[dict] = []
-    for tid, ts, key, amount in zip(tx["transaction_id"].astype(str), tx["event_timestamp"],
-                                    tx[entity].astype("int64"), tx["amount"], strict=True):
-        at = ts.to_pydatetime()
+    keys: list[int] = []
+    stamps: list[datetime] = []
+    columns: dict[str, list] = {name: [] for name in spec.features}
+    step = timedelta(microseconds=1)
+    for tid, at, key, amount in zip(tx["transaction_id"].astype(str).tolist(),
+                                    pd.DatetimeIndex(times).to_pydatetime().tolist(),
+                                    tx[entity].astype("int64").tolist(),
+                                    tx["amount"].astype("float64").tolist(), strict=True):
         state = states.get(key)
         if state is None:
-            state = states[key] = make()
-        if not state.add(at, float(amount), tid):
+            state = states[key] = WindowState(spec)
+        if not state.add(at, amount, tid):
             continue
-        stamp = at if key not in last or at > last[key] else last[key] + timedelta(microseconds=1)
+        prev = last.get(key)
+        stamp = at if prev is None or at > prev else prev + step
         last[key] = stamp
-        rows.append({entity: key, "event_timestamp": stamp, **state.values(state.watermark)})
-    cols = [entity, "event_timestamp", *spec.features]
-    out = pd.DataFrame(rows, columns=cols)
-    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
-    return out
+        keys.append(key)
+        stamps.append(stamp)
+        for name, value in state.values(state.watermark).items():  # type: ignore[arg-type]
+            columns[name].append(value)
+    data = {entity: keys, "event_timestamp": stamps, **columns}
+    arrays = [pa.array(data[f.name], type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema).to_pandas()
 
 
 def write_backfill(transactions_path: Path, out_dir: Path) -> dict[str, Path]:
-    """`customer_fresh.parquet` and `terminal_fresh.parquet`: the offline twins for training."""
-    tx = pd.read_parquet(transactions_path,
-                         columns=["transaction_id", "event_timestamp", "customer_id",
-                                  "terminal_id", "amount"])
+    """Backfill both views from a transactions parquet; returns {file stem: path}."""
+    tx = pd.read_parquet(transactions_path, columns=["transaction_id", "event_timestamp",
+                                                     "customer_id", "terminal_id", "amount"])
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for kind in ("customer", "terminal"):
-        name = f"{kind}_fresh.parquet"
-        schema = SCHEMAS[name]
-        frame = backfill(tx, kind=kind)[schema.names]
-        pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False),
-                       out_dir / name)
-        paths[f"{kind}_fresh"] = out_dir / name
+    paths: dict[str, Path] = {}
+    for kind, (_, file_name) in _KINDS.items():
+        frame = backfill(tx, kind=kind)  # type: ignore[arg-type]
+        table = pa.Table.from_pandas(frame, schema=SCHEMAS[file_name], preserve_index=False)
+        paths[file_name.removesuffix(".parquet")] = out_dir / file_name
+        pq.write_table(table, paths[file_name.removesuffix(".parquet")])
     return paths
