@@ -186,12 +186,13 @@ def log_drain() -> None:
 def demo(
     days: int = 90, customers: int = 5000, terminals: int = 10000, replay: int = 1000,
     port: int = 3000,
+    stream: Annotated[bool, typer.Option(help="fraud_model_v2 with the live stream")] = True,
 ) -> None:
     """Generate, build features, apply, materialize, train, serve, replay; print what happened."""
     from rtml.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(), days=days, customers=customers, terminals=terminals,
-                              replay=replay, port=port))
+                              replay=replay, port=port, stream=stream))
 
 
 @app.command("bench")

@@ -52,12 +52,16 @@ class Split:
 
 
 def make_split(n_days: int, *, warmup_days: int = 30, gap_days: int = 7, test_days: int = 14,
-               valid_days: int = 7) -> Split:
-    """Warm-up (30-day windows fill) | train | valid | label-delay gap | test."""
+               valid_days: int = 7, train_days: int | None = None) -> Split:
+    """Warm-up (30-day windows fill) | train | valid | label-delay gap | test.
+
+    `train_days` keeps only the most recent days before validation (None: all after warm-up).
+    """
     test = (n_days - test_days, n_days)
     valid_end = test[0] - gap_days
     valid = (valid_end - valid_days, valid_end)
-    train = (warmup_days, valid[0])
+    first = warmup_days if train_days is None else max(warmup_days, valid[0] - train_days)
+    train = (first, valid[0])
     if train[1] - train[0] < 7:
         raise ValueError(f"{n_days} days leave under a week to train on; generate more days")
     return Split(train, valid, test)
@@ -107,13 +111,13 @@ def training_frame(settings: Settings, service_name: str, *, first_day: int,
 
 
 def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: int = 300,
-          seed: int = 0) -> dict[str, Any]:
+          seed: int = 0, train_days: int | None = None, test_days: int = 14) -> dict[str, Any]:
     """Build the training set, fit, evaluate against the rule baseline, save model and metrics."""
     store = load_store(settings)
     features = service_feature_names(store, service_name)
     n_days = int(pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["day"])
                  ["day"].max()) + 1
-    split = make_split(n_days)
+    split = make_split(n_days, train_days=train_days, test_days=test_days)
     frame = training_frame(settings, service_name, first_day=split.train[0])
 
     def part(days: tuple[int, int]) -> pd.DataFrame:
