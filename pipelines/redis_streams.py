@@ -21,35 +21,61 @@ from redis.retry import Retry
 from rtml.events import DEAD_LETTER_STREAM
 
 log = logging.getLogger(__name__)
+
 Entry = tuple[str, dict[str, str]]
+"""One stream entry: `(entry_id, fields)`, all text."""
+
 MAX_BACKOFF = timedelta(seconds=1)
+MIN_BACKOFF = timedelta(milliseconds=10)
+SOCKET_TIMEOUT_S = 1.0
 
 
-class _StreamPartition(StatefulSourcePartition[Entry, str]):
+def _client(host: str, port: int) -> redis.Redis:
+    # No retries inside redis-py: its default retry-with-backoff would stall the worker for
+    # seconds on every poll while Redis is down. We back off through `next_awake` instead. The
+    # connection pool reconnects by itself on the next command once Redis answers again.
+    return redis.Redis(host=host, port=port, socket_timeout=SOCKET_TIMEOUT_S,
+                       socket_connect_timeout=SOCKET_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                       decode_responses=True, encoding_errors="replace")
+
+
+class RedisStreamPartition(StatefulSourcePartition[Entry, str]):
+    """Reads one stream key from just after `last_id`; the snapshot is the last delivered id."""
+
     def __init__(self, *, host: str, port: int, key: str, last_id: str, batch_size: int,
                  idle_wait: timedelta) -> None:
-        self.client = redis.Redis(host=host, port=port, socket_timeout=1.0,
-                                  socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
-                                  decode_responses=True)
+        self.client = _client(host, port)
         self.key, self.last_id = key, last_id
         self.batch_size, self.idle_wait = batch_size, idle_wait
         self._awake: datetime | None = None
-        self._backoff = idle_wait
+        self._backoff = max(idle_wait, MIN_BACKOFF)
         self._down = False
 
+    def _resolve_dollar(self) -> None:
+        # `$` means "after the newest entry"; without BLOCK, XREAD with `$` never returns
+        # anything, so pin it to the concrete newest id (or 0-0 for a missing/empty stream).
+        newest = self.client.xrevrange(self.key, count=1)
+        self.last_id = newest[0][0] if newest else "0-0"
+
     def next_batch(self) -> list[Entry]:
+        """Up to `batch_size` entries after the last delivered id; `[]` at once when none."""
         try:
+            if self.last_id == "$":
+                self._resolve_dollar()
+            # Deliberately no BLOCK (bytewax-redis 0.1 uses BLOCK 0 and freezes the worker).
             reply = self.client.xread({self.key: self.last_id}, count=self.batch_size)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if not self._down:
-                log.warning("stream %s: Redis unavailable (%s); retrying", self.key, exc)
+                log.warning("stream %s: Redis unavailable (%s); backing off and retrying",
+                            self.key, exc)
                 self._down = True
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+            else:
+                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
             self._awake = datetime.now(UTC) + self._backoff
             return []
         if self._down:
-            log.warning("stream %s: Redis back, resuming after %s", self.key, self.last_id)
-            self._down, self._backoff = False, self.idle_wait
+            log.warning("stream %s: Redis is back; resuming after %s", self.key, self.last_id)
+            self._down, self._backoff = False, max(self.idle_wait, MIN_BACKOFF)
         entries = reply[0][1] if reply else []
         if not entries:
             self._awake = datetime.now(UTC) + self.idle_wait
@@ -59,21 +85,28 @@ class _StreamPartition(StatefulSourcePartition[Entry, str]):
         return [(entry_id, fields) for entry_id, fields in entries]
 
     def next_awake(self) -> datetime | None:
+        """None right after data (poll again now); later after an empty poll or an error."""
         return self._awake
 
     def snapshot(self) -> str:
+        """The id of the last delivered entry: a resumed partition reads after it."""
         return self.last_id
 
     def close(self) -> None:
+        """Release the connection pool."""
         self.client.close()
 
 
 class RedisStreamSource(FixedPartitionedSource[Entry, str]):
-    """One partition per stream key; items are `(entry_id, fields)`."""
+    """One partition per stream key; items are `(entry_id, fields)`.
+
+    `start_id` is where a partition without resume state starts: `"0"` for the whole stream,
+    `"$"` for only entries added after it starts.
+    """
 
     def __init__(self, *, host: str, port: int, streams: list[str], batch_size: int = 1000,
                  idle_wait: timedelta = timedelta(milliseconds=10), start_id: str = "0") -> None:
-        self.host, self.port, self.streams = host, port, streams
+        self.host, self.port, self.streams = host, port, list(streams)
         self.batch_size, self.idle_wait, self.start_id = batch_size, idle_wait, start_id
 
     def list_parts(self) -> list[str]:
@@ -81,16 +114,20 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
         return list(self.streams)
 
     def build_part(self, step_id: str, for_part: str, resume_state: str | None
-                   ) -> _StreamPartition:
+                   ) -> RedisStreamPartition:
         """A reader of one stream, resuming after the snapshotted id."""
-        return _StreamPartition(host=self.host, port=self.port, key=for_part,
-                                last_id=resume_state or self.start_id,
-                                batch_size=self.batch_size, idle_wait=self.idle_wait)
+        return RedisStreamPartition(host=self.host, port=self.port, key=for_part,
+                                    last_id=resume_state or self.start_id,
+                                    batch_size=self.batch_size, idle_wait=self.idle_wait)
 
 
-def dead_letter(client: redis.Redis, fields: dict[str, str], reason: str, *,
+def dead_letter(client: redis.Redis, fields: dict, reason: str, *,
                 stream: str = DEAD_LETTER_STREAM, maxlen: int = 100_000) -> None:
-    """Keep a malformed event with why it was refused (capped stream)."""
-    entry = {str(k): str(v) for k, v in fields.items()}
+    """XADD a refused event's original fields plus `reason` and `failed_at` (capped stream)."""
+    entry = {_text(k): _text(v) for k, v in fields.items()}
     entry.update(reason=reason, failed_at=datetime.now(UTC).isoformat())
     client.xadd(stream, entry, maxlen=maxlen, approximate=True)
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -19,6 +19,18 @@ from rtml.redis_server import RedisUnavailableError, ensure_redis
 from rtml.settings import Settings
 
 
+def stop_group(proc: subprocess.Popen, *, timeout_s: float = 15.0) -> None:
+    """SIGTERM a child's whole process group (workers included); SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _step(name: str) -> float:
     print(f"\n== {name}", flush=True)
     return time.perf_counter()
@@ -59,13 +71,7 @@ def bentoml_serve(settings: Settings, *, port: int, log_path: Path,
             time.sleep(0.25)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 @contextlib.contextmanager
@@ -90,13 +96,7 @@ def stream_flow(settings: Settings, *, log_path: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, replay: int,

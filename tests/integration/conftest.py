@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rtml.demo import stop_group
 from rtml.redis_server import start_embedded, stop_embedded
 from rtml.settings import REPO_ROOT, Settings
 
@@ -118,12 +118,7 @@ def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
             time.sleep(0.3)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
 
 
 @pytest.fixture(scope="session")
