@@ -215,10 +215,11 @@ class FraudService:
         rows = [tx.model_dump() for tx in txs]
         feats, reason = await self._features(rows, timings)
         model_out = None
+        vectors: list[list[float]] = []
         if feats is not None:
             assert self.reader is not None
-            x = np.asarray([self.reader.vector(f) for f in feats], dtype=np.float32)
-            model_out, reason = await self._model(x, timings)
+            vectors = [self.reader.vector(f) for f in feats]
+            model_out, reason = await self._model(np.asarray(vectors, dtype=np.float32), timings)
         decisions = []
         for i, tx in enumerate(txs):
             if model_out is None:
@@ -229,12 +230,11 @@ class FraudService:
                 continue
             assert self.model is not None and feats is not None
             scores, contribs = model_out
-            values = self.reader.vector(feats[i]) if self.reader else []
             decisions.append(Decision(
                 transaction_id=str(tx.transaction_id), decision=self.model.decide(scores[i]),
                 score=round(float(scores[i]), 6), fallback=False,
                 model_version=self.model.version,
-                reasons=self.model.reasons(contribs[i], values) if i in contribs else [],
+                reasons=self.model.reasons(contribs[i], vectors[i]) if i in contribs else [],
                 defaults_used=feats[i].missing_views))
         timings["total"] = (time.perf_counter() - t0) * 1000
         ctx.response.headers["Server-Timing"] = ", ".join(
