@@ -1,11 +1,21 @@
-"""Fresh-features flow throughput and freshness on one worker.
+"""Fresh-features flow on one worker: sustained throughput, event -> online latency, memory.
 
-    .venv/bin/python -m benchmarks.stream_throughput --events 100000
+    .venv/bin/python -m benchmarks.stream_throughput            # after `make demo`'s setup
+    .venv/bin/python -m benchmarks.stream_throughput --events 100000 --rate 5000 --customers 100000
 
-Fills the transaction streams first (a backlog), then starts the flow and times how long it takes
-to push every event's windows into Feast: sustained events/s on one worker. The sink's freshness
-samples (`XADD` -> readable in Feast) are summarized too; during a backlog they measure queueing,
-so read the p50 with that in mind. Results go to benchmarks/results/stream-*.json.
+One flow process (`rtml stream run`'s command line, one worker) is started and warmed up (Feast's
+import alone takes seconds), then three phases run against it:
+
+1. *throughput*: `--events` real transactions are `XADD`ed as fast as the producer can (a backlog
+   forms at once); sustained events/s = events / (last push - first `XADD`).
+2. *latency*: transactions produced open-loop at `--rate` for `--duration` s. The sink records,
+   per push, a histogram of every event's lag (`XADD` -> readable through Feast) and the lags of
+   the batch's oldest and newest event; `per_event` gives the percentiles from the histograms
+   (to a bucket bound), the others weight each batch's oldest/newest lag by its events.
+3. *memory*: `--customers` distinct customers (ids no generated customer uses) send one event each;
+   the flow's RSS (`VmRSS`) and peak (`VmHWM`) are read from /proc once it has caught up.
+
+Results go to benchmarks/results/stream-*.json.
 """
 
 from __future__ import annotations
@@ -16,14 +26,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import redis
 
-from pipelines.feast_push import FRESHNESS_STREAM
+from pipelines.feast_push import FRESHNESS_STREAM, LAG_BUCKETS_MS
 from pipelines.produce import produce
 from rtml.cli import stream_command
 from rtml.events import stream_key
@@ -32,42 +44,154 @@ from rtml.settings import Settings
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+class FreshnessLog:
+    """Reads the sink's freshness samples incrementally."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client, self.last = client, "-"
+        self.samples: list[dict[str, float]] = []
+
+    def poll(self) -> list[dict[str, float]]:
+        new = []
+        for sid, fields in self.client.xrange(FRESHNESS_STREAM, min=self.last):
+            sid = sid.decode()
+            if sid == self.last:
+                continue
+            self.last = sid
+            new.append({"at_ms": float(sid.split("-")[0]),
+                        "events": float(fields.get(b"events", fields[b"rows"])),
+                        "lag_ms": float(fields[b"lag_ms"]),
+                        "lag_oldest_ms": float(fields.get(b"lag_oldest_ms", fields[b"lag_ms"])),
+                        "hist": [int(x) for x in fields.get(b"lag_hist", b"").split(b",") if x]})
+        self.samples += new
+        return new
+
+    def wait_for(self, events: int, *, quiet_s: float = 2.0, timeout_s: float = 600
+                 ) -> list[dict[str, float]]:
+        """Samples until `events` were pushed (or nothing new for `quiet_s` after 99.9%)."""
+        got: list[dict[str, float]] = []
+        seen, t0, last_new = 0.0, time.monotonic(), time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            new = self.poll()
+            if new:
+                got += new
+                seen += sum(s["events"] for s in new)
+                last_new = time.monotonic()
+                print(f"\r  pushed {seen:,.0f}/{events:,} event-rows", end="", file=sys.stderr)
+            if seen >= events or (seen >= 0.999 * events
+                                  and time.monotonic() - last_new > quiet_s):
+                break
+            time.sleep(0.1)
+        print(file=sys.stderr)
+        return got
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of a process, MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return {name: round(int(fields[key].split()[0]) / 1024, 1)
+            for name, key in (("rss_mb", "VmRSS"), ("peak_rss_mb", "VmHWM"))}
+
+
+def weighted_percentiles(values: list[float], weights: list[float],
+                         qs: tuple[float, ...] = (50, 99, 100)) -> dict[str, float]:
+    """Percentiles of `values` where each value counts `weight` times."""
+    order = np.argsort(values)
+    v, w = np.asarray(values)[order], np.asarray(weights)[order]
+    cum = np.cumsum(w) / w.sum()
+    return {("max" if q == 100 else f"p{q:g}"): round(float(v[min(np.searchsorted(cum, q / 100),
+                                                                   len(v) - 1)]), 1)
+            for q in qs}
+
+
+def histogram_percentiles(samples: list[dict], qs: tuple[float, ...] = (50, 90, 99, 99.9)
+                          ) -> dict[str, str]:
+    """Per-event lag percentiles from the summed per-push histograms, as "<= bound ms"."""
+    total = [sum(col) for col in zip(*(x["hist"] for x in samples if x["hist"]), strict=True)]
+    n, out = sum(total), {}
+    bounds = [*LAG_BUCKETS_MS, float("inf")]
+    for q in qs:
+        cum = 0
+        for bound, count in zip(bounds, total, strict=True):
+            cum += count
+            if cum >= q / 100 * n:
+                out[f"p{q:g}"] = f"<= {bound:g} ms" if bound != float("inf") else "> 10 s"
+                break
+    return out
+
+
 def main() -> int:
-    """Backlog, then drain through the flow; print and save the numbers."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=100_000)
+    """Start one flow, run the three phases, print and save the numbers."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000, help="throughput backlog")
+    parser.add_argument("--rate", type=float, default=5000, help="latency phase events/s")
+    parser.add_argument("--duration", type=float, default=30, help="latency phase seconds")
+    parser.add_argument("--customers", type=int, default=100_000, help="memory phase")
     args = parser.parse_args()
     s = Settings()
     client = redis.Redis(host=s.redis_host, port=s.redis_port)
     client.delete(*[stream_key(i) for i in range(s.stream_partitions)], FRESHNESS_STREAM)
     shutil.rmtree(s.state_dir / "recovery", ignore_errors=True)
-    tx = pd.read_parquet(s.raw_dir / "transactions.parquet").tail(args.events)
-    out = produce(host=s.redis_host, port=s.redis_port, transactions=tx, rate=1e9, duration=None,
-                  partitions=s.stream_partitions, progress=False)
-    events = out["sent"]
-    print(f"backlog: {events:,} events produced at {out['achieved_rate']:,.0f}/s")
-    t0 = time.perf_counter()
+    tx = pd.read_parquet(s.raw_dir / "transactions.parquet",
+                         columns=["transaction_id", "event_timestamp", "customer_id",
+                                  "terminal_id", "amount"])
+    n_latency = int(args.rate * args.duration) + 1
+    if len(tx) < args.events + n_latency + 1:
+        raise SystemExit(f"need {args.events + n_latency + 1:,} transactions, have {len(tx):,}")
+    log = FreshnessLog(client)
+
+    def send(rows: pd.DataFrame, rate: float = float("inf")) -> dict:
+        return produce(host=s.redis_host, port=s.redis_port, transactions=rows, rate=rate,
+                       duration=None, partitions=s.stream_partitions, progress=True)
+
+    t_start = time.perf_counter()
     proc = subprocess.Popen(stream_command(s), cwd=s.repo_root, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result: dict = {"partitions": s.stream_partitions, "workers": 1}
     try:
-        pushed, last, last_push = 0, "-", t0
-        # A row per view per event; done once 99.9% are pushed and nothing arrived for 2 s.
-        while time.perf_counter() - t0 < 600:
-            for sid, fields in client.xrange(FRESHNESS_STREAM, min=last):
-                if sid != last:
-                    pushed += int(fields[b"rows"])
-                    last, last_push = sid, time.perf_counter()
-            if pushed >= 2 * events * 0.999 and time.perf_counter() - last_push > 2:
-                break
-            time.sleep(0.2)
-        seconds = last_push - t0
+        print("warm-up: one event, wait until it is readable", file=sys.stderr)
+        send(tx.iloc[:1])
+        log.wait_for(2, quiet_s=0)
+        result["startup_s"] = round(time.perf_counter() - t_start, 1)
+        result["rss_after_warmup"] = rss_mb(proc.pid)
+
+        print(f"throughput: backlog of {args.events:,} events", file=sys.stderr)
+        first_xadd_ms = time.time() * 1000
+        out = send(tx.iloc[1:1 + args.events])
+        samples = log.wait_for(2 * out["sent"])
+        seconds = (max(x["at_ms"] for x in samples) - first_xadd_ms) / 1000
+        result["throughput"] = {
+            "events": out["sent"], "produced_per_s": round(out["achieved_rate"]),
+            "seconds": round(seconds, 2), "events_per_s": round(out["sent"] / seconds),
+            "pushes": len(samples)}
+
+        print(f"latency: {args.rate:,.0f} events/s for {args.duration:.0f} s", file=sys.stderr)
+        rows = tx.iloc[1 + args.events:1 + args.events + n_latency]
+        out = send(rows, rate=args.rate)
+        samples = log.wait_for(2 * out["sent"])
+        weights = [x["events"] for x in samples]
+        result["latency"] = {
+            "rate": args.rate, "achieved_rate": round(out["achieved_rate"]),
+            "events": out["sent"], "pushes": len(samples),
+            "per_event": histogram_percentiles(samples),
+            "oldest_in_batch_ms": weighted_percentiles([x["lag_oldest_ms"] for x in samples],
+                                                       weights),
+            "newest_in_batch_ms": weighted_percentiles([x["lag_ms"] for x in samples], weights)}
+
+        print(f"memory: {args.customers:,} distinct customers", file=sys.stderr)
+        ids = np.arange(args.customers, dtype="int64")
+        fresh = pd.DataFrame({"transaction_id": [f"mem-{i}" for i in ids],
+                              "event_timestamp": pd.Timestamp.now(tz="UTC"),
+                              "customer_id": 50_000_000 + ids, "terminal_id": ids % 10_000,
+                              "amount": 10.0 + (ids % 97)})
+        out = send(fresh)
+        log.wait_for(2 * out["sent"])
+        result["memory"] = {"customers": args.customers, **rss_mb(proc.pid)}
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    lags = sorted(float(f[b"lag_ms"]) for _, f in client.xrange(FRESHNESS_STREAM))
-    result = {"events": events, "rows_pushed": pushed, "seconds_incl_startup": round(seconds, 2),
-              "events_per_s_incl_startup": round(events / seconds), "pushes": len(lags),
-              "lag_ms_p50_during_backlog": lags[len(lags) // 2] if lags else None}
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -10,7 +10,8 @@ re-implementation written from the prose description only (vectorized numpy, no 
   (the nearest one when none is that close).
 * Each day a customer makes Poisson(mean_nb_tx_per_day) transactions: time of day ~ N(12h, 20000s)
   redrawn until it falls in [0, 86400) s, amount ~ N(mean, std) with negative draws replaced by
-  U(0, 2 * mean), rounded to cents, terminal uniform among the customer's available terminals.
+  U(0, 2 * mean), rounded to cents (at least 0.01), terminal uniform among the customer's
+  available terminals.
 * Fraud (``fraud_scenario``; later scenarios override earlier ones):
   1. every transaction above 220 is fraud;
   2. each day 2 random terminals are compromised: all their transactions on that day and the
@@ -193,7 +194,8 @@ def simulate(
         parts.append((cust, term, np.full(cust.size, d, np.int32), secs, amount))
         bar.update(1)
     cust, term, day, secs, amount = (np.concatenate(p) for p in zip(*parts, strict=True))
-    amount = np.round(amount, 2)
+    # Cents, and at least one: the API and the event stream refuse a zero amount.
+    amount = np.maximum(np.round(amount, 2), 0.01)
 
     scenario = np.where(amount > SC1_AMOUNT, 1, 0).astype(np.int8)
     comp_t = _daily_choices(rng, days, terminals, SC2_TERMINALS_PER_DAY)

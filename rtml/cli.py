@@ -237,7 +237,8 @@ def stream_command(settings: Settings, *, workers: int = 1, process_id: int | No
         recovery.mkdir(parents=True)
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
     cmd = [sys.executable, "-m", "bytewax.run", "pipelines.fraud_fresh_flow:get_flow()",
-           "-r", str(recovery), "-s", "5", "-b", "0", "-w", str(workers)]
+           "-r", str(recovery), "-s", f"{settings.stream_snapshot_s:g}", "-b", "0",
+           "-w", str(workers)]
     if process_id is not None and addresses:
         cmd += ["-i", str(process_id), "-a", addresses]
     return cmd

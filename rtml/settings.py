@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     # -- Streaming ----------------------------------------------------------------------------
     stream_partitions: int = Field(4, description="transaction streams rtml:tx:0..N-1")
     stream_allowed_lateness_s: float = Field(60.0, description="out-of-order events still counted")
+    stream_snapshot_s: float = Field(
+        30.0, description="Bytewax epoch/snapshot interval: each snapshot stalls the flow for "
+        "~50 µs per key changed since the last one; longer = rarer stalls, longer replay")
+    stream_writer: Literal["direct", "feast"] = Field(
+        "direct", description="direct: Feast's Redis layout written by rtml (pipelines/"
+        "online_writer.py, ~6x faster); feast: FeatureStore.push")
 
     # -- Prediction log ----------------------------------------------------------------------
     prediction_stream: str = "rtml:predictions:fraud"

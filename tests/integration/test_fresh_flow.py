@@ -14,11 +14,13 @@ import pytest
 import redis
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from pipelines.feast_push import FRESHNESS_STREAM
 from pipelines.fraud_fresh_flow import build_flow
 from pipelines.fresh_aggregates import backfill
 from pipelines.produce import produce
 from rtml.events import DEAD_LETTER_STREAM, BadEventError, TxEvent, decode, encode, stream_key
 from rtml.features import load_store
+from rtml.redis_server import start_embedded, stop_embedded
 from rtml.settings import REPO_ROOT, Settings
 
 FRESH = ["cust_tx_count_10m", "cust_amount_sum_10m", "cust_mean_amount_10m",
@@ -73,15 +75,31 @@ def test_flow_emits_exactly_the_backfill_values_and_dead_letters_bad_events():
     pd.testing.assert_frame_equal(streamed[cols], expected[cols], check_dtype=False)
 
 
-def _flow_process(env: dict[str, str], recovery) -> subprocess.Popen:
+def _flow_process(env: dict[str, str], recovery, *extra: str,
+                  stderr=subprocess.PIPE) -> subprocess.Popen:
     if not recovery.exists():
         recovery.mkdir()
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
     return subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "pipelines.fraud_fresh_flow:get_flow()",
-         "-r", str(recovery), "-s", "1", "-b", "0"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+         "-r", str(recovery), "-s", "1", "-b", "0", *extra],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         start_new_session=True)
+
+
+def _clear_streams(client: redis.Redis, partitions: int) -> None:
+    client.delete(*[stream_key(i) for i in range(partitions)], FRESHNESS_STREAM)
+
+
+def _expected(sent: pd.DataFrame) -> pd.DataFrame:
+    """The backfill's last row per customer: what the online store must hold once caught up."""
+    return (backfill(sent, kind="customer").sort_values("event_timestamp")
+            .groupby("customer_id").tail(1).set_index("customer_id"))
+
+
+def _assert_online_equals(got: pd.DataFrame, expected: pd.DataFrame, customers: list[int]):
+    for name in FRESH:
+        assert got[name].to_numpy() == pytest.approx(expected.loc[customers, name].to_numpy()), name
 
 
 def _online(stack: Settings, customers: list[int]) -> pd.DataFrame:
@@ -96,7 +114,7 @@ def _wait_consumed(stack: Settings, customers: list[int], expected: pd.DataFrame
     deadline = time.monotonic() + timeout_s
     while True:
         got = _online(stack, customers)
-        if (got["cust_tx_count_1h"].fillna(-1).to_numpy()
+        if (got["cust_tx_count_1h"].astype(float).fillna(-1).to_numpy()
                 == expected.loc[customers, "cust_tx_count_1h"].to_numpy()).all():
             return got
         if time.monotonic() > deadline:
@@ -143,16 +161,86 @@ def test_flow_pushes_into_feast_and_survives_kill_9(stack: Settings, env, tmp_pa
         flow = _flow_process(env, recovery)
         sent = _sent_events(client, stack.stream_partitions)
         assert len(sent) == len(tx)
-        expected = (backfill(sent, kind="customer").sort_values("event_timestamp")
-                    .groupby("customer_id").tail(1).set_index("customer_id"))
+        expected = _expected(sent)
         customers = sorted(expected.index)
         got = _wait_consumed(stack, customers, expected)
     finally:
         os.killpg(flow.pid, signal.SIGKILL)
         flow.wait()
-    for name in FRESH:
-        assert got[name].to_numpy() == pytest.approx(expected.loc[customers, name].to_numpy()), name
+    _assert_online_equals(got, expected, customers)
     dead = client.xrange(DEAD_LETTER_STREAM)
     assert any(f.get(b"transaction_id") == b"oops" and b"reason" in f for _, f in dead)
     lags = client.xrange("rtml:metrics:stream_freshness")
     assert lags and all(float(f[b"lag_ms"]) >= 0 for _, f in lags)
+
+
+def test_two_processes_split_the_partitions_and_agree_with_the_backfill(stack: Settings, env,
+                                                                        tmp_path):
+    """`-i 0/1 -a "a;b"`: two processes, one worker each, both push, values equal the backfill."""
+    from tests.integration.conftest import free_port
+
+    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    _clear_streams(client, stack.stream_partitions)
+    tx = recent_events(2000, seed=5, customers=80)
+    tx["customer_id"] += 910_000
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    recovery = tmp_path / "recovery"
+    flows = [_flow_process(env, recovery, "-i", str(i), "-a", addresses, stderr=subprocess.DEVNULL)
+             for i in range(2)]
+    try:
+        produce(host=stack.redis_host, port=stack.redis_port, transactions=tx, rate=4000,
+                duration=None, partitions=stack.stream_partitions, progress=False)
+        expected = _expected(_sent_events(client, stack.stream_partitions))
+        customers = sorted(expected.index)
+        got = _wait_consumed(stack, customers, expected)
+        running = [f.poll() is None for f in flows]
+    finally:
+        for f in flows:
+            os.killpg(f.pid, signal.SIGKILL)
+            f.wait()
+    assert running == [True, True]
+    _assert_online_equals(got, expected, customers)
+    # Each process's worker pushed its share of the keys (worker 0 in -i 0, worker 1 in -i 1).
+    workers = {f[b"worker"] for _, f in client.xrange(FRESHNESS_STREAM)}
+    assert workers == {b"0", b"1"}
+
+
+def test_flow_rides_out_a_redis_restart(stack: Settings, env, tmp_path):
+    """Redis goes away mid-run and comes back: the flow keeps running and loses nothing."""
+    from tests.integration.conftest import free_port
+
+    own = Settings(repo_root=stack.repo_root, redis_address=f"localhost:{free_port()}")
+    start_embedded(own)
+    flow_env = {**env, "RTML_REDIS_ADDRESS": own.redis_address}
+    client = redis.Redis(host=own.redis_host, port=own.redis_port)
+    tx = recent_events(1600, seed=6, customers=40)
+    first, second = tx.iloc[:800], tx.iloc[800:]
+    log = tmp_path / "flow.log"
+    with log.open("wb") as err:
+        flow = _flow_process(flow_env, tmp_path / "recovery", stderr=err)
+    try:
+        produce(host=own.redis_host, port=own.redis_port, transactions=first, rate=2000,
+                duration=None, partitions=own.stream_partitions, progress=False)
+        expected = _expected(_sent_events(client, own.stream_partitions))
+        got = _wait_consumed(own, sorted(expected.index), expected)
+        _assert_online_equals(got, expected, sorted(expected.index))
+
+        stop_embedded(own)  # streams and online values persist (AOF); the flow sees errors
+        time.sleep(3)
+        assert flow.poll() is None, "the flow died while Redis was down"
+        start_embedded(own)
+        produce(host=own.redis_host, port=own.redis_port, transactions=second, rate=2000,
+                duration=None, partitions=own.stream_partitions, progress=False)
+        sent = _sent_events(client, own.stream_partitions)
+        expected = _expected(sent)
+        customers = sorted(expected.index)
+        got = _wait_consumed(own, customers, expected)
+        alive = flow.poll() is None
+    finally:
+        os.killpg(flow.pid, signal.SIGKILL)
+        flow.wait()
+        stop_embedded(own)
+    assert alive
+    assert len(sent) == len(tx)  # the streams came back whole (AOF)
+    _assert_online_equals(got, expected, customers)
+    assert "Redis unavailable" in log.read_text(errors="replace")

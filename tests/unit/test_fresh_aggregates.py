@@ -220,3 +220,20 @@ def test_write_backfill_matches_the_stream_source_schemas(tmp_path):
         table = pq.read_table(path)
         assert table.schema.equals(SCHEMAS[f"{name}.parquet"])
         assert table.num_rows == len(data.transactions)
+
+
+def test_frozen_snapshot_is_a_copy_that_thaws_to_an_equal_behaving_state():
+    events = random_events(11, n=300, keys=1)
+    state = fa.customer_state(allowed_lateness=timedelta(seconds=20))
+    for ev in events[:150]:
+        fa.on_event(state, ev)
+    frozen = pickle.loads(pickle.dumps(state.freeze()))  # what the recovery store keeps
+    before = state.values(state.watermark)
+    fa.on_event(state, events[150])  # the live state moves on; the snapshot must not
+    thawed = fa.customer_state(allowed_lateness=timedelta(seconds=20)).thaw(frozen)
+    assert thawed.values(thawed.watermark) == before
+    assert fa.on_event(thawed, events[150]) == state.values(state.watermark)
+    assert thawed == state
+    # Replays of ids counted before the snapshot are still recognised after a thaw.
+    counted = next(ev for ev in reversed(events[:150]) if ev.transaction_id in state.seen)
+    assert fa.on_event(thawed, counted) is None and thawed.duplicates == state.duplicates + 1

@@ -88,7 +88,8 @@ def test_timestamps_ids_and_amounts_in_range(data):
     np.testing.assert_array_equal(days, tx["day"])
     assert tx["customer_id"].between(0, 1999).all()
     assert tx["terminal_id"].between(0, 399).all()
-    assert (tx["amount"] >= 0).all()
+    # Every amount is one the scoring API and the event stream accept (no zero after rounding).
+    assert (tx["amount"] >= 0.01).all()
     np.testing.assert_allclose(tx["amount"], tx["amount"].round(2), rtol=0, atol=1e-9)
     c = data.customers
     assert c["x"].between(0, 100).all() and c["y"].between(0, 100).all()
