@@ -23,6 +23,7 @@ from monitoring.dashboard import write_index
 from monitoring.data import load_log, load_reference
 from monitoring.freshness import freshness, view_specs
 from monitoring.labels import join_labels
+from rtml.metrics import write_monitor_gauges
 from rtml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def run_monitor(settings: Settings, *, model: str = "fraud", now: datetime | Non
     text = json.dumps(summary, indent=2, default=str) + "\n"
     (out_dir / "summary.json").write_text(text)
     (settings.reports_dir / model / "latest.json").write_text(text)
+    write_monitor_gauges(summary, settings.reports_dir / model / "metrics.prom")
     write_index(settings.reports_dir)
     return summary
 

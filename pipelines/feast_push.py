@@ -27,6 +27,8 @@ import pandas as pd
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from feast.data_source import PushMode
 
+from rtml.metrics import record_stream_lag
+
 log = logging.getLogger(__name__)
 
 FRESHNESS_STREAM = "rtml:metrics:stream_freshness"
@@ -65,6 +67,7 @@ class _FeastPushPartition(StatelessSinkPartition[tuple[str, int, dict[str, Any],
         if newest_xadd_ms > 0:
             lag_ms = time.time() * 1000 - newest_xadd_ms
             try:
+                record_stream_lag(lag_ms / 1000)
                 self.redis.xadd(FRESHNESS_STREAM, {"lag_ms": f"{lag_ms:.1f}",
                                                    "rows": str(len(items))},
                                 maxlen=10_000, approximate=True)

@@ -348,6 +348,47 @@ def _cron_fields(period_s: float) -> str:
     return "0 3 * * *"
 
 
+def _day_range(text: str, option: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(f"{option} {text!r}: use FIRST:END day indexes, e.g. 38:52"
+                                 ) from None
+    if not 0 <= lo < hi:
+        raise typer.BadParameter(f"{option} {text!r}: need 0 <= FIRST < END")
+    return lo, hi
+
+
+@monitor_app.command("drift-check")
+def monitor_drift_check(
+    reference_days: Annotated[str, typer.Option(help="FIRST:END day indexes (end excluded)")],
+    current_days: Annotated[str, typer.Option(help="FIRST:END day indexes (end excluded)")],
+) -> None:
+    """Feature drift between two periods of the generated data (see --drift-from-day)."""
+    import pandas as pd
+
+    from monitoring.backtest import FEATURES, period_drift
+
+    s = _settings()
+    ref, cur = (_day_range(reference_days, "--reference-days"),
+                _day_range(current_days, "--current-days"))
+    tx = pd.read_parquet(s.raw_dir / "transactions.parquet")
+    out = s.reports_dir / "drift-check" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        section = period_drift(tx, reference_days=ref, current_days=cur, features=FEATURES,
+                               drift_share=s.monitor_drift_share, out_dir=out)
+    except ValueError as exc:
+        typer.echo(f"rtml monitor: {exc}", err=True)
+        raise typer.Exit(2) from None
+    failed = any(c["status"] == "fail" for c in section.checks)
+    f = section.figures
+    typer.echo(f"days {cur[0]}:{cur[1]} vs {ref[0]}:{ref[1]}: {'FAIL' if failed else 'PASS'}; "
+               f"{len(f['drifted'])}/{f['features']} features drifted "
+               f"({f['drifted_share']:.0%}, limit {f['drift_share_limit']:.0%}): "
+               f"{', '.join(f['drifted']) or '-'} -> {out / 'feature_drift.html'}")
+    raise typer.Exit(1 if failed else 0)
+
+
 @monitor_app.command("labels")
 def monitor_labels(
     delay: Annotated[str, typer.Option(help="labels visible this long after the payment")] = "2d",

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # -- Streaming ----------------------------------------------------------------------------
     stream_partitions: int = Field(4, description="transaction streams rtml:tx:0..N-1")
     stream_allowed_lateness_s: float = Field(60.0, description="out-of-order events still counted")
+    stream_metrics_port: int | None = Field(
+        None, description="serve the stream process's Prometheus metrics on this port")
 
     # -- Prediction log ----------------------------------------------------------------------
     prediction_stream: str = "rtml:predictions:fraud"
