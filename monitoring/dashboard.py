@@ -79,6 +79,7 @@ def _errors_svg(health: dict[str, Any]) -> str:
     spikes = [(a, e) for a, e in zip(at, err, strict=True) if e > limit]
     if spikes:
         ax.scatter(*zip(*spikes, strict=True), color="red", s=60, zorder=3, label="spike")
+    ax.set_ylim(bottom=0)
     ax.set_ylabel(f"share per {health['by_bucket']['freq']}")
     ax.legend(fontsize=8)
     step = max(1, len(at) // 12)
