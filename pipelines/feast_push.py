@@ -39,6 +39,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from feast.data_source import PushMode
 
 from pipelines.online_writer import FeastRedisWriter
+from rtml.metrics import record_stream_lag
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class _FeastPushPartition(StatelessSinkPartition[tuple[str, int, dict[str, Any],
                       "rows": str(len(items)), "events": str(len(stamps)),
                       "worker": self.worker}
             try:
+                for stamp in stamps:
+                    record_stream_lag((now_ms - stamp) / 1000)
                 self.redis.xadd(FRESHNESS_STREAM, sample, maxlen=10_000, approximate=True)
             except Exception as exc:  # a metric must never stop the flow
                 log.warning("freshness sample not recorded: %s", exc)

@@ -177,6 +177,10 @@ def get_flow() -> Dataflow:
     from rtml.settings import Settings
 
     s = Settings()
+    if s.stream_metrics_port:
+        from rtml.metrics import serve_stream_metrics
+
+        serve_stream_metrics(s.stream_metrics_port)
     source = RedisStreamSource(host=s.redis_host, port=s.redis_port,
                                streams=[stream_key(i) for i in range(s.stream_partitions)])
     sink = FeastPushSink(store_factory=lambda: load_store(s),

@@ -22,6 +22,11 @@ re-implementation written from the prose description only (vectorized numpy, no 
 
 One ``np.random.default_rng(seed)`` drives every draw, so the same seed and arguments give
 byte-identical frames.
+
+Drift for monitoring (``drift_from_day``, ``drift_amount``): from that day on every base amount is
+multiplied by ``drift_amount`` before the fraud scenarios run (so more payments cross the
+scenario-1 limit: a shifted amount distribution *and* more fraud). It uses no random draw, so the
+days before ``drift_from_day`` are identical to an undrifted run with the same seed.
 """
 
 from __future__ import annotations
@@ -166,10 +171,16 @@ def simulate(
     start: dt.date,
     seed: int = 0,
     progress: bool = False,
+    drift_from_day: int | None = None,
+    drift_amount: float = 1.0,
 ) -> SimulatedData:
     """Simulate `days` days of transactions starting at `start` (00:00 UTC)."""
     if customers < 1 or terminals < 1 or days < 1:
         raise ValueError("customers, terminals and days must be >= 1")
+    if drift_amount <= 0:
+        raise ValueError(f"drift_amount must be > 0, got {drift_amount}")
+    if drift_from_day is not None and not 0 <= drift_from_day < days:
+        raise ValueError(f"drift_from_day must be in [0, {days}), got {drift_from_day}")
     rng = np.random.default_rng(seed)
     bar = tqdm(total=days + 4, desc="simulate", unit="step", disable=not progress, file=sys.stderr)
 
@@ -194,6 +205,8 @@ def simulate(
         parts.append((cust, term, np.full(cust.size, d, np.int32), secs, amount))
         bar.update(1)
     cust, term, day, secs, amount = (np.concatenate(p) for p in zip(*parts, strict=True))
+    if drift_from_day is not None and drift_amount != 1.0:
+        amount[day >= drift_from_day] *= drift_amount
     # Cents, and at least one: the API and the event stream refuse a zero amount.
     amount = np.maximum(np.round(amount, 2), 0.01)
 

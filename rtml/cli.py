@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -24,7 +24,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(redis_app, name="redis")
 app.add_typer(log_app, name="log")
+monitor_app = typer.Typer(no_args_is_help=True, help="Monitoring reports over the log.")
 app.add_typer(stream_app, name="stream")
+app.add_typer(monitor_app, name="monitor")
 
 
 def _settings() -> Settings:
@@ -47,19 +49,36 @@ def data_generate(
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     start: Annotated[str | None, typer.Option(help="first day YYYY-MM-DD (default: "
                                                     "so the data ends yesterday)")] = None,
+    drift_from_day: Annotated[int | None, typer.Option(
+        help="inject drift from this day index on (0 = first day)")] = None,
+    drift_amount: Annotated[float, typer.Option(
+        help="with --drift-from-day: multiply amounts by this factor")] = 1.5,
+    label_delay: Annotated[str, typer.Option(
+        help="labels (chargebacks) become visible this long after the payment, e.g. 2d")] = "2d",
 ) -> None:
     """Simulate customers, terminals and transactions with three fraud scenarios."""
+    from monitoring.labels import write_labels
     from pipelines.simulate import default_start, simulate, write
 
     s = _settings()
     first = date.fromisoformat(start) if start else default_start(days)
+    delay = _parse_every(label_delay, option="--label-delay")
     t0 = time.perf_counter()
-    data = simulate(customers=customers, terminals=terminals, days=days, start=first, seed=seed,
-                    progress=True)
+    try:
+        data = simulate(customers=customers, terminals=terminals, days=days, start=first,
+                        seed=seed, progress=True, drift_from_day=drift_from_day,
+                        drift_amount=drift_amount if drift_from_day is not None else 1.0)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     paths = write(data, s.raw_dir)
+    labels = write_labels(data.transactions, s.labels_path, delay_s=delay)
     tx = data.transactions
     typer.echo(f"{len(tx):,} transactions ({int(tx['is_fraud'].sum()):,} fraud) from {first} "
                f"over {days} days in {time.perf_counter() - t0:.1f}s -> {paths['transactions']}")
+    if drift_from_day is not None:
+        typer.echo(f"drift: amounts x{drift_amount:g} from day {drift_from_day} "
+                   f"({first + timedelta(days=drift_from_day)})")
+    typer.echo(f"labels visible {label_delay} after each payment -> {labels}")
 
 
 @features_app.command("build")
@@ -111,12 +130,15 @@ def materialize(
         time.sleep(max(0.0, period - (time.perf_counter() - t0)))
 
 
-def _parse_every(text: str) -> float:
+def _parse_every(text: str, option: str = "--every") -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        return float(text[:-1]) * units[text[-1]]
-    except (KeyError, ValueError):
-        raise typer.BadParameter(f"--every {text!r}: use a number and s/m/h/d, e.g. 24h") from None
+        value = float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise typer.BadParameter(f"{option} {text!r}: use a number and s/m/h/d, e.g. 24h") from None
+    if value < 0:
+        raise typer.BadParameter(f"{option} {text!r}: must not be negative")
+    return value
 
 
 @app.command("train")
@@ -257,3 +279,131 @@ def stream_run(
     typer.echo("running: " + " ".join(cmd), err=True)
     os.chdir(s.repo_root)
     os.execv(cmd[0], cmd)
+
+
+def _monitor_once(s: Settings, model: str) -> int:
+    """One run: reports, summary, notification; returns 0 pass / 1 fail / 2 cannot run."""
+    from monitoring.data import NoPredictionsError
+    from monitoring.run import notify, run_monitor
+
+    try:
+        summary = run_monitor(s, model=model)
+    except (NoPredictionsError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"rtml monitor: {exc}", err=True)
+        return 2
+    run_dir = s.reports_dir / model / datetime.fromisoformat(summary["run_at"]).strftime(
+        "%Y%m%dT%H%M%SZ")
+    typer.echo(f"monitor {model}: {summary['status'].upper()} over "
+               f"{summary['predictions']['total']:,} predictions "
+               f"({'sampled' if summary['predictions']['sampled'] else 'all rows'}) "
+               f"in {summary['seconds']:.1f}s -> {run_dir}")
+    for name in summary["failed_checks"]:
+        typer.echo(f"  FAIL {name}")
+    typer.echo(f"  dashboard: {s.reports_dir / 'index.html'}")
+    notify(summary, webhook_url=s.monitor_webhook_url)
+    return 0 if summary["status"] == "pass" else 1
+
+
+@monitor_app.command("run")
+def monitor_run(
+    model: Annotated[str, typer.Option(help="which model: fraud")] = "fraud",
+) -> None:
+    """Drift, delayed-label quality, freshness and health reports once; exit 0 pass, 1 fail."""
+    raise typer.Exit(_monitor_once(_settings(), model))
+
+
+@monitor_app.command("schedule")
+def monitor_schedule(
+    every: Annotated[str, typer.Option(help="period, e.g. 1h or 30s")] = "1h",
+    model: Annotated[str, typer.Option(help="which model: fraud")] = "fraud",
+    max_runs: Annotated[int | None, typer.Option(help="stop after this many runs")] = None,
+    print_cron: Annotated[bool, typer.Option(help="print the crontab line and exit")] = False,
+) -> None:
+    """`rtml monitor run` every period (or print the cron line); exits with the last status."""
+    s = _settings()
+    period = _parse_every(every)
+    if print_cron:
+        exe = os.path.join(os.path.dirname(sys.executable), "rtml")
+        typer.echo(f"{_cron_fields(period)} cd {s.repo_root} && {exe} monitor run --model "
+                   f"{model} >> {s.state_dir / 'monitor.log'} 2>&1")
+        return
+    runs, status = 0, 0
+    while max_runs is None or runs < max_runs:
+        t0 = time.perf_counter()
+        status = _monitor_once(s, model)
+        runs += 1
+        if max_runs is not None and runs >= max_runs:
+            break
+        time.sleep(max(0.0, period - (time.perf_counter() - t0)))
+    raise typer.Exit(status)
+
+
+def _cron_fields(period_s: float) -> str:
+    """The cron schedule nearest a period (cron's resolution is a minute)."""
+    minutes = max(1, round(period_s / 60))
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = max(1, round(minutes / 60))
+    if hours < 24:
+        return f"0 */{hours} * * *"
+    return "0 3 * * *"
+
+
+def _day_range(text: str, option: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(f"{option} {text!r}: use FIRST:END day indexes, e.g. 38:52"
+                                 ) from None
+    if not 0 <= lo < hi:
+        raise typer.BadParameter(f"{option} {text!r}: need 0 <= FIRST < END")
+    return lo, hi
+
+
+@monitor_app.command("drift-check")
+def monitor_drift_check(
+    reference_days: Annotated[str, typer.Option(help="FIRST:END day indexes (end excluded)")],
+    current_days: Annotated[str, typer.Option(help="FIRST:END day indexes (end excluded)")],
+) -> None:
+    """Feature drift between two periods of the generated data (see --drift-from-day)."""
+    import pandas as pd
+
+    from monitoring.backtest import FEATURES, period_drift
+
+    s = _settings()
+    ref, cur = (_day_range(reference_days, "--reference-days"),
+                _day_range(current_days, "--current-days"))
+    tx = pd.read_parquet(s.raw_dir / "transactions.parquet")
+    out = s.reports_dir / "drift-check" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        section = period_drift(tx, reference_days=ref, current_days=cur, features=FEATURES,
+                               drift_share=s.monitor_drift_share, out_dir=out)
+    except ValueError as exc:
+        typer.echo(f"rtml monitor: {exc}", err=True)
+        raise typer.Exit(2) from None
+    failed = any(c["status"] == "fail" for c in section.checks)
+    f = section.figures
+    typer.echo(f"days {cur[0]}:{cur[1]} vs {ref[0]}:{ref[1]}: {'FAIL' if failed else 'PASS'}; "
+               f"{len(f['drifted'])}/{f['features']} features drifted "
+               f"({f['drifted_share']:.0%}, limit {f['drift_share_limit']:.0%}): "
+               f"{', '.join(f['drifted']) or '-'} -> {out / 'feature_drift.html'}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@monitor_app.command("labels")
+def monitor_labels(
+    delay: Annotated[str, typer.Option(help="labels visible this long after the payment")] = "2d",
+) -> None:
+    """(Re)publish the delayed labels of the generated transactions."""
+    import pandas as pd
+
+    from monitoring.labels import write_labels
+
+    s = _settings()
+    delay_s = _parse_every(delay, option="--delay")
+    path = s.raw_dir / "transactions.parquet"
+    if not path.exists():
+        typer.echo(f"rtml monitor: no {path} (run `rtml data generate`)", err=True)
+        raise typer.Exit(2)
+    out = write_labels(pd.read_parquet(path), s.labels_path, delay_s=delay_s)
+    typer.echo(f"labels visible {delay} after each payment -> {out}")

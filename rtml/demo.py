@@ -105,6 +105,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     import redis
 
     from benchmarks.load import run_load, sample_requests
+    from monitoring.labels import write_labels
     from pipelines.batch_features import build
     from pipelines.feast_push import FRESHNESS_STREAM
     from pipelines.fresh_aggregates import write_backfill
@@ -128,6 +129,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     data = simulate(customers=customers, terminals=terminals, days=days,
                     start=default_start(days), seed=0, progress=True)
     write(data, settings.raw_dir)
+    write_labels(data.transactions, settings.labels_path, delay_s=2 * 86400)  # chargebacks
     tx = data.transactions
     _done(t, f"{len(tx):,} transactions, {int(tx['is_fraud'].sum()):,} fraud")
 
@@ -195,6 +197,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
                   f"max {lags[-1]:.0f} ms over {len(lags)} pushes")
         print(f"   fresh:     {fresh:.0%} of scored payments had streamed last-hour activity")
     print(f"   metrics:   {settings.artifacts_dir / 'fraud' / 'metrics.json'}")
+    print("   monitor:   rtml monitor run --model fraud  (then open reports/index.html)")
     print(f"   total:     {time.perf_counter() - started:.0f}s")
     return 0 if not summary["errors"] else 1
 

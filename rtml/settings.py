@@ -60,12 +60,34 @@ class Settings(BaseSettings):
     stream_writer: Literal["direct", "feast"] = Field(
         "direct", description="direct: Feast's Redis layout written by rtml (pipelines/"
         "online_writer.py, ~6x faster); feast: FeatureStore.push")
+    stream_metrics_port: int | None = Field(
+        None, description="serve the stream process's Prometheus metrics on this port")
 
     # -- Prediction log ----------------------------------------------------------------------
     prediction_stream: str = "rtml:predictions:fraud"
     # ~770 bytes an entry: 250k entries cap Redis memory near 190 MB between drains.
     prediction_stream_maxlen: int = Field(250_000, description="approximate cap (XADD MAXLEN ~)")
     prediction_log_flush_ms: float = 50.0
+
+    # -- Monitoring (`rtml monitor run`) -------------------------------------------------------
+    monitor_webhook_url: str | None = Field(
+        None, description="POST the summary here when a check fails (a log line otherwise)")
+    monitor_window_days: float = Field(7.0, description="logged predictions this recent")
+    monitor_sample_rows: int = Field(
+        200_000, description="drift and quality reports sample this many rows at most")
+    monitor_drift_share: float = Field(
+        0.25, description="feature drift fails when this share of features drifted")
+    monitor_p95_ms: float = Field(25.0, description="server-side p95 latency limit")
+    monitor_p99_ms: float = Field(50.0, description="server-side p99 latency limit (the budget)")
+    monitor_error_rate: float = Field(0.01, description="largest share of error fallbacks")
+    monitor_fallback_rate: float = Field(0.02, description="largest share of fallbacks")
+    monitor_quality_drop: float = Field(
+        0.3, description="precision/recall/PR-AUC may fall this share below the reference")
+    monitor_min_labels: int = Field(200, description="fewer labelled predictions: no quality test")
+    monitor_stream_max_age_s: float = Field(
+        120.0, description="a streamed view whose newest online value is older has stopped")
+    monitor_batch_grace_h: float = Field(
+        6.0, description="a daily view may be this much older than a day (the nightly run)")
 
     def _host_port(self) -> tuple[str, int]:
         first = self.redis_address.split(",")[0].strip()
@@ -111,6 +133,16 @@ class Settings(BaseSettings):
     def features_dir(self) -> Path:
         """Offline sources of the Feast batch views."""
         return self.data_dir / "features"
+
+    @property
+    def labels_path(self) -> Path:
+        """Delayed labels (chargebacks): truth plus the time each becomes visible."""
+        return self.data_dir / "labels" / "labels.parquet"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Monitoring reports, one folder per model and run, and the dashboard page."""
+        return self.repo_root / "reports"
 
     @property
     def predictions_dir(self) -> Path:

@@ -185,9 +185,34 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
         },
     )
     metrics["bentoml_tag"] = str(saved.tag)
+    write_reference(settings, test_df, features=features, scores=score(test_df),
+                    thresholds=thresholds, seed=seed)
     out = write_metrics(settings, metrics)
     log.info("saved %s; metrics in %s", saved.tag, out)
     return metrics
+
+
+REFERENCE_ROWS = 50_000
+
+
+def write_reference(settings: Settings, frame: pd.DataFrame, *, features: list[str],
+                    scores: np.ndarray, thresholds: dict[str, float], seed: int = 0) -> Path:
+    """`artifacts/fraud/reference.parquet`: what monitoring compares live traffic with.
+
+    The held-out period as the model saw it (features, score, decision, truth), sampled to
+    `REFERENCE_ROWS`: drift reports need the training-time distributions, and rebuilding them
+    from Feast at monitoring time would cost minutes.
+    """
+    ref = frame[["transaction_id", "event_timestamp", "day", "is_fraud", *features]].copy()
+    ref["score"] = scores.astype(np.float64)
+    ref["decision"] = np.where(scores >= thresholds["decline"], "decline",
+                               np.where(scores >= thresholds["review"], "review", "approve"))
+    if len(ref) > REFERENCE_ROWS:
+        ref = ref.sample(n=REFERENCE_ROWS, random_state=seed)
+    out = settings.artifacts_dir / "fraud" / "reference.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ref.reset_index(drop=True).to_parquet(out, index=False)
+    return out
 
 
 def write_metrics(settings: Settings, metrics: dict[str, Any]) -> Path:

@@ -28,6 +28,7 @@ from redis.retry import Retry
 from bentos.fraud.model import FraudModel
 from rtml.asgi import NOT_READY, BodyLimit, Readiness
 from rtml.features import OnlineReader, load_store
+from rtml.metrics import record_request
 from rtml.predlog import PredictionLog
 from rtml.schemas import EXAMPLE_TRANSACTION, Transaction
 from rtml.settings import Settings
@@ -240,6 +241,8 @@ class FraudService:
         ctx.response.headers["Server-Timing"] = ", ".join(
             f"{k};dur={v:.3f}" for k, v in timings.items())
         self._log(txs, decisions, feats, timings)
+        record_request(service=SERVICE, timings_ms=timings, decisions=decisions,
+                       event_times=[f.event_times for f in feats] if feats else [])
         return decisions
 
     def _log(self, txs, decisions, feats, timings) -> None:
