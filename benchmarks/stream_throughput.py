@@ -149,7 +149,8 @@ def main() -> int:
     t_start = time.perf_counter()
     proc = subprocess.Popen(stream_command(s), cwd=s.repo_root, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result: dict = {"partitions": s.stream_partitions, "workers": 1}
+    result: dict = {"writer": s.stream_writer, "snapshot_s": s.stream_snapshot_s,
+                    "partitions": s.stream_partitions, "workers": 1}
     try:
         print("warm-up: one event, wait until it is readable", file=sys.stderr)
         send(tx.iloc[:1])
