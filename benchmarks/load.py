@@ -186,7 +186,8 @@ def summarize(results: list[dict[str, Any]], *, rate: float, elapsed: float) -> 
         for k, v in r.get("timing", {}).items():
             stages.setdefault(k, []).append(v)
     reasons = Counter(x for r in ok for x in r.get("fallback_reasons", []))
-    rows_ok = sum(r.get("rows", 1) for r in ok)
+    # Scored: answered from the model, not a fallback `approve`.
+    rows_ok = sum(r.get("rows", 1) for r in ok) - sum(reasons.values())
     return {
         "target_rps": rate,
         "achieved_rps": len(results) / elapsed if elapsed > 0 else 0.0,

@@ -26,38 +26,51 @@ from rtml.accel import xgboost_device
 from rtml.settings import Settings
 
 KEEP_UP = 0.95  # achieved / offered rate below this: the server (or client) fell behind
+MAX_FALLBACK_SHARE = 0.01  # a fallback answer is a non-answer: more than 1% is overload
+MAX_STEPS_DOWN = 4  # a first step that fails is retried at lower rates this many times
 
 
 def step_ok(summary: dict[str, Any], *, budget_ms: float) -> bool:
-    """Within budget at this rate: p99 under the budget, no errors, and it kept up."""
+    """Within budget at this rate: p99 under budget, no errors, few fallbacks, kept up."""
     lat = summary["latency_ms"]
+    rows = summary["requests"] * summary.get("batch", 1)
     return (not summary["errors"] and summary["requests"] > 0
             and lat.get("p99", float("inf")) <= budget_ms
+            and summary["fallbacks"] <= MAX_FALLBACK_SHARE * rows
             and summary["achieved_rps"] >= KEEP_UP * summary["target_rps"])
 
 
 def find_saturation(settings: Settings, url: str, *, path: str, batch: int, start: float,
                     factor: float, step_s: float, budget_ms: float, max_steps: int = 12,
                     skew: float = DEFAULT_SKEW) -> dict[str, Any]:
-    """Rates start, start*factor, ... until a step fails; the last good step is the answer."""
+    """Rates start, start*factor, ... until a step fails; the last good step is the answer.
+
+    When the very first step fails, the rate steps down instead (start/factor, ...), so a start
+    above capacity still finds a point rather than reporting nothing.
+    """
     if factor <= 1 or start <= 0:
         raise ValueError("--start must be > 0 and --factor > 1")
     batch = batch if path.endswith("_batch") else 1
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    rate = start
-    for _ in range(max_steps):
+    rate, down = start, 0
+    for _ in range(max_steps + MAX_STEPS_DOWN):
         n = max(1, int(rate * step_s)) * batch
         reqs = sample_requests(settings, n, seed=int(rate), skew=skew)
         r = asyncio.run(run_load(url, reqs, rate=rate, path=path, batch=batch,
-                                 label=f"{path} {rate:g} rps x {batch}"))
-        r["label"] = f"{rate:g} x {batch}"
+                                 label=f"{path} {rate:.3g} rps x {batch}"))
+        r["label"] = f"{rate:.3g} x {batch}"
         r["ok"] = step_ok(r, budget_ms=budget_ms)
         steps.append(r)
-        if not r["ok"]:
+        if r["ok"]:
+            best = r
+            if down:  # stepped down to a rate that holds: that is the answer
+                break
+            rate *= factor
+        elif best is None and down < MAX_STEPS_DOWN:
+            rate, down = rate / factor, down + 1
+        else:
             break
-        best = r
-        rate *= factor
     workers = max(1, settings.serve_workers)
     tx = best["scored_tx_per_s"] if best else 0.0
     return {"path": path, "batch": batch, "budget_ms": budget_ms, "steps": steps,
@@ -86,9 +99,9 @@ def _service(settings: Settings, *, url: str, ports: servers.Ports,
         yield u
 
 
-def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float, factor: float,
-        step_s: float, batch: int, url: str, compare_batching: bool, port_base: int = 0,
-        out_dir: Path = RESULTS) -> int:
+def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
+        batch_start: float, factor: float, step_s: float, batch: int, url: str,
+        compare_batching: bool, port_base: int = 0, out_dir: Path = RESULTS) -> int:
     """Saturation per path (and per batching setting); print tables; write the results JSON."""
     ports = servers.Ports(port_base)
     modes: list[bool | None] = [True, False] if compare_batching else [None]
@@ -96,7 +109,8 @@ def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
     for batching in modes:
         with _service(settings, url=url, ports=ports, batching=batching) as u:
             for path in paths:
-                res = find_saturation(settings, u, path=path, batch=batch, start=start,
+                first = batch_start if path.endswith("_batch") else start
+                res = find_saturation(settings, u, path=path, batch=batch, start=first,
                                       factor=factor, step_s=step_s, budget_ms=budget_ms)
                 res["batching"] = settings.batching if batching is None else batching
                 res["batch_size_metrics"] = batch_size_metrics(u)

@@ -271,7 +271,9 @@ def _path(value: str | None, default: Path) -> Path:
 def bench_saturate(
     path: Annotated[str, typer.Option(help="/score, /score_batch or both")] = "both",
     budget_ms: Annotated[float, typer.Option(help="stop once p99 exceeds this")] = 50.0,
-    start: Annotated[float, typer.Option(help="first rate (requests/s)")] = 100.0,
+    start: Annotated[float, typer.Option(help="first /score rate (requests/s)")] = 100.0,
+    batch_start: Annotated[float, typer.Option(help="first /score_batch rate (requests/s)")
+                           ] = 2.0,
     factor: Annotated[float, typer.Option(help="rate multiplier per step")] = 1.5,
     step_s: Annotated[float, typer.Option(help="seconds per step")] = 10.0,
     batch: Annotated[int, typer.Option(help="rows per /score_batch request")] = 100,
@@ -290,7 +292,8 @@ def bench_saturate(
     _need_redis(s)
     paths = ["/score", "/score_batch"] if path == "both" else [path]
     try:
-        code = sat.run(s, paths=paths, budget_ms=budget_ms, start=start, factor=factor,
+        code = sat.run(s, paths=paths, budget_ms=budget_ms, start=start,
+                       batch_start=batch_start, factor=factor,
                        step_s=step_s, batch=batch, url=url, compare_batching=compare_batching,
                        port_base=port_base, out_dir=_path(results_dir, RESULTS))
     except (ServerError, ValueError) as exc:
