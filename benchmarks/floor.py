@@ -2,9 +2,10 @@
 
 Per call: one pipelined HMGET per view of the model's FeatureService (rtml's `OnlineReader`,
 blocking client), the vector in the model's column order, then the model: native XGBoost
-`inplace_predict`, and ONNX Runtime too when an `.onnx` file sits next to the model in the
-BentoML store. Calls run back to back in one thread; the floor is the faster backend by median.
-Nothing a server could do on top of this is free, so this bounds what rtml can reach.
+`inplace_predict`, and ONNX Runtime too when training stored an ONNX graph with the model (its
+custom objects, or an `.onnx` file in its folder). Calls run back to back in one thread; the
+floor is the faster backend by median. Nothing a server could do on top of this is free, so this
+bounds what rtml can reach.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def measure_floor(settings: Settings, requests: list[dict[str, Any]], *,
                           defaults=dict.fromkeys(model.features, 0.0))
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
     backends = {"native": model.predict}
-    if model.onnx_path is not None:
-        backends["onnx"] = _onnx_predict(onnx_session(model.onnx_path))
+    if model.onnx is not None:
+        backends["onnx"] = _onnx_predict(onnx_session(model.onnx))
     rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in requests]
     for row in rows[:50]:  # connection, predictor and allocator warm-up
         x = np.asarray([reader.vector(reader.read_sync(client, [row])[0])], dtype=np.float32)

@@ -21,7 +21,11 @@ REASONS = 3
 
 @dataclass
 class BenchModel:
-    """Booster, its contract (feature service, ordered features, thresholds) and an ONNX twin."""
+    """Booster, its contract (feature service, ordered features, thresholds) and an ONNX twin.
+
+    The ONNX twin is what training stored with the model, when it did: a serialized graph in the
+    model's custom objects (`onnx`), or an `.onnx` file in the model's folder.
+    """
 
     booster: xgb.Booster
     version: str
@@ -29,7 +33,7 @@ class BenchModel:
     features: list[str]
     review: float
     decline: float
-    onnx_path: Path | None
+    onnx: bytes | Path | None
 
     @classmethod
     def load(cls, tag: str) -> BenchModel:
@@ -38,11 +42,11 @@ class BenchModel:
         booster = bentoml.xgboost.load_model(ref)
         booster.set_param({"nthread": 1})  # as served: one request, one core
         meta: dict[str, Any] = ref.info.metadata
-        onnx = sorted(Path(ref.path).glob("*.onnx"))
+        files = sorted(Path(ref.path).rglob("*.onnx"))
+        onnx = ref.custom_objects.get("onnx") or (files[0] if files else None)
         return cls(booster=booster, version=str(ref.tag), feature_service=meta["feature_service"],
                    features=list(meta["features"]), review=float(meta["thresholds"]["review"]),
-                   decline=float(meta["thresholds"]["decline"]),
-                   onnx_path=onnx[0] if onnx else None)
+                   decline=float(meta["thresholds"]["decline"]), onnx=onnx)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Native XGBoost scores for rows of `x` (float32, columns in `features` order)."""
@@ -70,7 +74,7 @@ class BenchModel:
                 "model_version": self.version, "reasons": reasons}
 
 
-def onnx_session(path: Path) -> Any:
+def onnx_session(model: bytes | Path) -> Any:
     """An ONNX Runtime session tuned for single rows (one thread, no spinning)."""
     import onnxruntime as ort
 
@@ -78,7 +82,8 @@ def onnx_session(path: Path) -> Any:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 def server_timing(timings: dict[str, float]) -> str:
