@@ -40,10 +40,9 @@ def measure_floor(settings: Settings, requests: list[dict[str, Any]], *,
     model = BenchModel.load(settings.fraud_model_tag)
     with warnings.catch_warnings():  # Feast's registry load warns about its own dependencies
         warnings.simplefilter("ignore")
-        store = load_store(settings)
-    # Every declared no-history default is 0.0 (bentos/fraud/service.py DEFAULT_FEATURES).
-    reader = OnlineReader(store=store, service_name=model.feature_service,
-                          defaults=dict.fromkeys(model.features, 0.0))
+        # Every declared no-history default is 0.0 (bentos/fraud/service.py DEFAULT_FEATURES).
+        reader = OnlineReader(store=load_store(settings), service_name=model.feature_service,
+                              defaults=dict.fromkeys(model.features, 0.0))
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
     backends = {"native": model.predict}
     if model.onnx is not None:

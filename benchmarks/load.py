@@ -247,16 +247,27 @@ def write_results(kind: str, payload: dict[str, Any], *, out_dir: Path = RESULTS
 def main(settings: Settings, *, url: str, duration: float, rates: list[float],
          skew: float = DEFAULT_SKEW, out_dir: Path = RESULTS,
          hist: Path | None = DOCS_IMG / "latency-hist.png") -> int:
-    """Run each rate for `duration` seconds after a warm-up; write results; print the table."""
+    """Run each rate for `duration` seconds after a warm-up; write results; print the table.
+
+    Uses the service answering at `url`, or starts `bentoml serve` (and stops it) when none does.
+    """
+    import contextlib
+
+    from benchmarks import servers
     from benchmarks.report import plot_histograms
 
     rows = []
-    asyncio.run(run_load(url, sample_requests(settings, 200, seed=99, skew=skew), rate=100,
-                         progress=False))
-    for rate in rates:
-        reqs = sample_requests(settings, int(rate * duration), seed=int(rate), skew=skew)
-        rows.append(asyncio.run(run_load(url, reqs, rate=rate, label=f"/score {rate:g} rps")))
-        rows[-1]["label"] = f"{rate:g}"
+    with contextlib.ExitStack() as stack:
+        if not servers.answers(url):
+            url = stack.enter_context(servers.rtml_server(settings, port=servers.Ports().take()))
+            print(f"  rtml: nothing answered at the given --url; started bentoml serve at {url}")
+        asyncio.run(run_load(url, sample_requests(settings, 200, seed=99, skew=skew), rate=100,
+                             progress=False))
+        for rate in rates:
+            reqs = sample_requests(settings, int(rate * duration), seed=int(rate), skew=skew)
+            rows.append(asyncio.run(run_load(url, reqs, rate=rate,
+                                             label=f"/score {rate:g} rps")))
+            rows[-1]["label"] = f"{rate:g}"
     out = write_results("score", {"url": url, "duration_s": duration, "skew": skew, "runs": rows},
                         out_dir=out_dir)
     print(table(rows))

@@ -20,6 +20,7 @@ def plot_histograms(hists: dict[str, dict[str, Any]], out: Path, *, title: str) 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    lo, hi = float("inf"), 0.0
     for label, h in hists.items():
         edges = np.asarray(h["edges_ms"])
         counts = np.asarray(h["counts"], dtype=np.float64)
@@ -27,7 +28,11 @@ def plot_histograms(hists: dict[str, dict[str, Any]], out: Path, *, title: str) 
             continue
         share = counts / counts.sum()
         ax.stairs(share, edges, label=label, linewidth=1.6)
+        used = np.flatnonzero(counts)
+        lo, hi = min(lo, edges[used[0]]), max(hi, edges[used[-1] + 1])
     ax.set_xscale("log")
+    if hi > 0:  # the occupied range, not the bins' full 1 us .. 10 s
+        ax.set_xlim(lo / 1.5, hi * 1.5)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("share of requests per bin")
     ax.set_title(title)

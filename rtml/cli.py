@@ -209,14 +209,23 @@ def bench(
 ) -> None:
     """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json.
 
-    Subcommands: side-by-side (naive/stock/rtml/floor), saturate, cost.
+    Uses the service at --url, or starts one. Subcommands: side-by-side (naive/stock/rtml/floor),
+    saturate, cost.
     """
     if ctx.invoked_subcommand is not None:
         return
     from benchmarks.load import main as bench_main
+    from benchmarks.servers import ServerError
 
-    raise typer.Exit(bench_main(_settings(), url=url, duration=duration, skew=skew,
-                                rates=_floats(rates, "--rates")))
+    s = _settings()
+    _need_redis(s)
+    try:
+        code = bench_main(s, url=url, duration=duration, skew=skew,
+                          rates=_floats(rates, "--rates"))
+    except ServerError as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 def _floats(text: str, option: str) -> list[float]:
@@ -312,6 +321,8 @@ def bench_cost(
     gpu_hour_usd: Annotated[float, typer.Option(help="price of one GPU-hour (T4 class)")] = 0.35,
     results: Annotated[str | None, typer.Option(help="saturate-*.json (default: latest)")
                        ] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="every measured run, not only the "
+                                                         "better batching setting")] = False,
 ) -> None:
     """Machines (and $/day) for a daily volume and a peak rate, from measured throughput."""
     from benchmarks import cost
@@ -319,9 +330,10 @@ def bench_cost(
 
     try:
         src = Path(results) if results else cost.latest(RESULTS)
-        text = cost.report(cost.load_capacity(src), per_day=per_day, peak=peak,
-                           hit_rate=cache_hit_rate, cores_per_machine=cores_per_machine,
-                           core_hour_usd=core_hour_usd, gpu_hour_usd=gpu_hour_usd)
+        capacity = cost.load_capacity(src, best_only=not all_runs)
+        text = cost.report(capacity, per_day=per_day, peak=peak, hit_rate=cache_hit_rate,
+                           cores_per_machine=cores_per_machine, core_hour_usd=core_hour_usd,
+                           gpu_hour_usd=gpu_hour_usd)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"rtml bench cost: {exc}", err=True)
         raise typer.Exit(2) from None

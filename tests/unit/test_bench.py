@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.cost import Capacity, latest, load_capacity, plan, units_needed
+from benchmarks.cost import (
+    Capacity,
+    latest,
+    load_capacity,
+    plan,
+    seed_table,
+    units_needed,
+)
 from benchmarks.load import (
     HIST_EDGES_MS,
     customer_mix,
@@ -160,6 +167,15 @@ def test_cost_plan_machines_and_dollars():
     assert by[("gpu", "peak 1,000/s", 0.0)]["usd_per_day"] == pytest.approx(0.5 * 24)
 
 
+def test_seed_table_recomputed_from_our_capacity():
+    text = seed_table(Capacity("/score (CPU)", "core", 100.0), cores_per_machine=2,
+                      core_hour_usd=0.05, gpu_hour_usd=0.5)
+    # 300/s -> 3 cores -> 2 two-core machines -> 4 cores x $0.05 x 24 h.
+    assert "300/s ÷ 100/s per core = 3 cores, 2 machines, $4.80/day" in text
+    assert "120/s ÷ 100/s per core = 2 cores, 1 machine, $2.40/day" in text  # 60% cached
+    assert "3 T4 GPUs = $1K/day" in text
+
+
 def test_capacity_from_saturation_results(tmp_path):
     runs = [
         {"path": "/score", "batch": 1, "batching": True, "device": "cpu",
@@ -176,6 +192,14 @@ def test_capacity_from_saturation_results(tmp_path):
     assert latest(tmp_path) == newer
     caps = load_capacity(newer)
     assert [(c.unit, c.per_unit) for c in caps] == [("core", 400.0), ("gpu", 9000.0)]
+    off = {**runs[0], "batching": False, "scored_tx_per_s": 300.0, "tx_per_s_per_core": 300.0}
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"runs": [off, *runs]}))
+    assert len(load_capacity(both)) == 3
+    best = load_capacity(both, best_only=True)  # per endpoint and device, the better setting
+    assert [(c.name, c.per_unit) for c in best] == [
+        ("/score (CPU, batching on, 1 row/request)", 400.0),
+        ("/score_batch (GPU, batching off, 50 rows/request)", 9000.0)]
     with pytest.raises(ValueError, match="no run reached"):
         load_capacity(older)
     with pytest.raises(FileNotFoundError, match="rtml bench saturate"):
