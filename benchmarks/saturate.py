@@ -130,7 +130,7 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
     lines = ["| endpoint | batching | rows/request | saturation rps | scored tx/s | per core |",
              "|---|---|---|---|---|---|"]
     for r in runs:
-        sat = "–" if r["saturation_rps"] is None else f"{r['saturation_rps']:g}"
+        sat = "–" if r["saturation_rps"] is None else f"{r['saturation_rps']:.3g}"
         lines.append(f"| {r['path']} | {r['batching']} | {r['batch']} | {sat} "
                      f"| {r['scored_tx_per_s']:,.0f} | {r['tx_per_s_per_core']:,.0f} |")
     return "\n".join(lines)

@@ -285,7 +285,8 @@ def bench_saturate(
                            ] = 2.0,
     factor: Annotated[float, typer.Option(help="rate multiplier per step")] = 1.5,
     step_s: Annotated[float, typer.Option(help="seconds per step")] = 10.0,
-    batch: Annotated[int, typer.Option(help="rows per /score_batch request")] = 100,
+    batch: Annotated[int, typer.Option(help="rows per /score_batch request (above "
+                                             "RTML_BATCH_MAX_SIZE: see docs/benchmarks.md)")] = 50,
     url: str = "http://127.0.0.1:3000",
     compare_batching: Annotated[bool, typer.Option(
         help="start rtml twice, RTML_BATCHING=true and false, and measure both")] = False,
