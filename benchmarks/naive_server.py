@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import hashlib
 import io
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,14 @@ def _window(col: str, since: str, agg: str, name: str, until: str = "") -> str:
     return f"coalesce({agg}({col}) FILTER (WHERE {cond}), 0) AS {name}"
 
 
+REQUEST_FEATURES = ("tx_amount", "amount_vs_cust_mean_30d")  # from the request, not SQL
+
+
+def sql_features() -> list[str]:
+    """The feature columns `feature_sql` returns, in order."""
+    return re.findall(r" AS (\w+)", feature_sql("t"))
+
+
 def feature_sql(table: str) -> str:
     """The one statement: customer and terminal aggregates as of %(t)s, in one round trip."""
     cust = []
@@ -56,9 +65,9 @@ def feature_sql(table: str) -> str:
                  _window("is_fraud", since, "avg", f"term_fraud_rate_{w}", LABEL_DELAY)]
     return (
         f"SELECT * FROM (SELECT {', '.join(cust)} FROM {table} WHERE customer_id = %(c)s "
-        f"AND ts >= %(t)s - interval '30 days' AND ts < %(t)s) AS c, "
+        f"AND ts >= %(t)s - interval '30 days' AND ts < %(t)s) customer_rows, "
         f"(SELECT {', '.join(term)} FROM {table} WHERE terminal_id = %(term)s "
-        f"AND ts >= %(t)s - interval '37 days' AND ts < %(t)s) AS t")
+        f"AND ts >= %(t)s - interval '37 days' AND ts < %(t)s) terminal_rows")
 
 
 def table_name(parquet: Path) -> str:
@@ -161,9 +170,8 @@ def main() -> None:
     p.add_argument("--table", required=True)
     args = p.parse_args()
     model = BenchModel.load(Settings().fraud_model_tag)
-    sql = feature_sql(args.table)
-    unknown = [f for f in model.features
-               if f not in sql and f not in ("tx_amount", "amount_vs_cust_mean_30d")]
+    known = {*sql_features(), *REQUEST_FEATURES}
+    unknown = [f for f in model.features if f not in known]
     if unknown:
         raise SystemExit(f"naive: no SQL for the model's features {unknown}")
     scorer = NaiveScorer(dsn=args.dsn, table=args.table, model=model)

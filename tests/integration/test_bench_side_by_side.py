@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.naive_server import DEFAULT_DSN, feature_sql, load_transactions
+from benchmarks.naive_server import DEFAULT_DSN, feature_sql, load_transactions, sql_features
 from benchmarks.side_by_side import PostgresUnavailable, check_postgres
 from rtml.settings import Settings
 from tests.integration.conftest import BIN
@@ -138,7 +138,7 @@ def test_naive_sql_computes_the_windows_it_claims(pg_dsn: str, tmp_path: Path):
                 cur = conn.execute(feature_sql(table), {"c": c, "term": term, "t": t_end})
                 got = dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
                 want = _brute_force(frame, c, term, pd.Timestamp(t_end))
-                assert set(got) == set(want)
+                assert list(got) == sql_features() and set(got) == set(want)
                 for k, v in want.items():
                     assert float(got[k]) == pytest.approx(float(v), rel=1e-9, abs=1e-9), (c, k)
     finally:

@@ -26,6 +26,7 @@ from benchmarks.load import (
     percentiles,
     sample_requests,
 )
+from benchmarks.naive_server import REQUEST_FEATURES, sql_features
 from benchmarks.saturate import step_ok
 from benchmarks.side_by_side import ratio_table, ratios
 from rtml.settings import Settings
@@ -138,6 +139,15 @@ def test_saturation_step_needs_budget_no_errors_few_fallbacks_and_keeping_up():
     assert not step_ok(_step(fallbacks=11), budget_ms=50)
     assert not step_ok(_step(achieved=90.0), budget_ms=50)
     assert not step_ok(_step(requests=0), budget_ms=50)
+
+
+def test_naive_sql_covers_every_feature_the_models_read():
+    from feature_repo.feature_services import fraud_model_v1, fraud_model_v2
+
+    for service in (fraud_model_v1, fraud_model_v2):
+        names = [f.name for p in service.feature_view_projections for f in p.features]
+        assert set(names) == set(sql_features()) & set(names) | set(REQUEST_FEATURES)
+    assert len(sql_features()) == len(set(sql_features())) == 19
 
 
 def test_units_needed():
