@@ -44,7 +44,8 @@ def load_capacity(path: Path, *, best_only: bool = False) -> list[Capacity]:
     `best_only`: per (endpoint, device) only the better batching setting — what one would deploy.
     """
     data: dict[str, Any] = json.loads(Path(path).read_text())
-    runs = [r for r in data.get("runs", []) if r.get("scored_tx_per_s")]
+    runs = [r for r in data.get("runs", [])
+            if r.get("scored_tx_per_s") and r.get("target", "rtml") == "rtml"]
     if best_only:
         best: dict[tuple, dict[str, Any]] = {}
         for r in runs:

@@ -2,6 +2,7 @@
 
     rtml bench saturate                         # /score and /score_batch, the service at --url
     rtml bench saturate --compare-batching      # starts rtml with RTML_BATCHING=true, then false
+    rtml bench saturate --target naive          # the per-request-SQL service, for comparison
 
 Each step is an open-loop run (see `benchmarks.load`); the last step that kept p99 within the
 budget, had no errors and kept up with the offered rate is the saturation point. Its scored
@@ -22,6 +23,7 @@ import httpx
 
 from benchmarks import servers
 from benchmarks.load import DEFAULT_SKEW, RESULTS, run_load, sample_requests, table, write_results
+from benchmarks.naive_server import DEFAULT_DSN
 from rtml.accel import xgboost_device
 from rtml.settings import Settings
 
@@ -89,8 +91,15 @@ def batch_size_metrics(url: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _service(settings: Settings, *, url: str, ports: servers.Ports,
-             batching: bool | None) -> Iterator[str]:
+def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
+             batching: bool | None, dsn: str) -> Iterator[str]:
+    if target != "rtml":  # naive or stock, started as in the side-by-side run
+        from benchmarks.side_by_side import prepare_naive, target_server
+
+        table = prepare_naive(settings, dsn) if target == "naive" else ""
+        with target_server(target, settings, url=url, ports=ports, dsn=dsn, table=table) as u:
+            yield u
+        return
     if batching is None and servers.answers(url):
         yield url
         return
@@ -101,18 +110,32 @@ def _service(settings: Settings, *, url: str, ports: servers.Ports,
 
 def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
         batch_start: float, factor: float, step_s: float, batch: int, url: str,
-        compare_batching: bool, port_base: int = 0, out_dir: Path = RESULTS) -> int:
-    """Saturation per path (and per batching setting); print tables; write the results JSON."""
+        compare_batching: bool, port_base: int = 0, out_dir: Path = RESULTS,
+        target: str = "rtml", dsn: str = DEFAULT_DSN) -> int:
+    """Saturation per path (and per batching setting); print tables; write the results JSON.
+
+    `target` naive or stock measures those comparison services' /score instead (their per-core
+    figure counts only their own process, not Postgres or `feast serve`: compare scored tx/s).
+    """
+    if target not in ("rtml", "naive", "stock"):
+        raise ValueError(f"--target {target!r}: one of rtml, naive, stock")
+    if target != "rtml":
+        if compare_batching:
+            raise ValueError("--compare-batching: only for --target rtml")
+        paths = [p for p in paths if p == "/score"] or ["/score"]
     ports = servers.Ports(port_base)
     modes: list[bool | None] = [True, False] if compare_batching else [None]
     runs = []
     for batching in modes:
-        with _service(settings, url=url, ports=ports, batching=batching) as u:
+        with _service(settings, target=target, url=url, ports=ports, batching=batching,
+                      dsn=dsn) as u:
             for path in paths:
                 first = batch_start if path.endswith("_batch") else start
                 res = find_saturation(settings, u, path=path, batch=batch, start=first,
                                       factor=factor, step_s=step_s, budget_ms=budget_ms)
-                res["batching"] = settings.batching if batching is None else batching
+                res["target"] = target
+                res["batching"] = (None if target != "rtml" else
+                                   settings.batching if batching is None else batching)
                 res["batch_size_metrics"] = batch_size_metrics(u)
                 runs.append(res)
                 print(table(res["steps"], first=f"{path} rate x rows"))
@@ -127,10 +150,11 @@ def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
 
 def summary_table(runs: list[dict[str, Any]]) -> str:
     """Markdown: one row per (path, batching)."""
-    lines = ["| endpoint | batching | rows/request | saturation rps | scored tx/s | per core |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| target | endpoint | batching | rows/request | saturation rps | scored tx/s "
+             "| per core |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         sat = "–" if r["saturation_rps"] is None else f"{r['saturation_rps']:.3g}"
-        lines.append(f"| {r['path']} | {r['batching']} | {r['batch']} | {sat} "
-                     f"| {r['scored_tx_per_s']:,.0f} | {r['tx_per_s_per_core']:,.0f} |")
+        lines.append(f"| {r.get('target', 'rtml')} | {r['path']} | {r['batching']} "
+                     f"| {r['batch']} | {sat} | {r['scored_tx_per_s']:,.0f} "
+                     f"| {r['tx_per_s_per_core']:,.0f} |")
     return "\n".join(lines)

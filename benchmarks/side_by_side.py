@@ -70,9 +70,21 @@ def ratio_table(rows: dict[str, dict[str, Any]], *, against: str = "rtml") -> st
     return "\n".join(lines)
 
 
+def prepare_naive(settings: Settings, dsn: str) -> str:
+    """Postgres answers and holds this dataset's indexed table; returns the table's name."""
+    check_postgres(dsn)
+    parquet = settings.raw_dir / "transactions.parquet"
+    table = table_name(parquet)
+    n = load_transactions(dsn, parquet, table)
+    print(f"naive: {n:,} transactions in Postgres table {table} "
+          "(indexes on (customer_id, ts) and (terminal_id, ts))")
+    return table
+
+
 @contextlib.contextmanager
-def _target(name: str, settings: Settings, *, url: str, ports: servers.Ports, dsn: str,
+def target_server(name: str, settings: Settings, *, url: str, ports: servers.Ports, dsn: str,
             table: str) -> Iterator[str]:
+    """The URL of target `name`, its servers started for the block (rtml: reused at `url`)."""
     if name == "naive":
         with servers.naive_server(settings, dsn=dsn, table=table, port=ports.take()) as u:
             yield u
@@ -95,14 +107,7 @@ def run(settings: Settings, *, targets: list[str], rate: float, duration: float,
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise ValueError(f"--targets: unknown {unknown}; known: {', '.join(TARGETS)}")
-    table_ = ""
-    if "naive" in targets:
-        check_postgres(dsn)
-        parquet = settings.raw_dir / "transactions.parquet"
-        table_ = table_name(parquet)
-        n = load_transactions(dsn, parquet, table_)
-        print(f"naive: {n:,} transactions in Postgres table {table_} "
-              "(indexes on (customer_id, ts) and (terminal_id, ts))")
+    table_ = prepare_naive(settings, dsn) if "naive" in targets else ""
     reqs = sample_requests(settings, max(1, int(rate * duration)), seed=0, skew=skew)
     warm = sample_requests(settings, max(1, int(rate * warmup_s)), seed=99, skew=skew)
     ports = servers.Ports(port_base)
@@ -114,7 +119,7 @@ def run(settings: Settings, *, targets: list[str], rate: float, duration: float,
             print(f"  floor: in-process Redis read + model, {duration:g}s back to back")
             rows[name] = measure_floor(settings, reqs, duration_s=duration)
             continue
-        with _target(name, settings, url=url, ports=ports, dsn=dsn, table=table_) as u:
+        with target_server(name, settings, url=url, ports=ports, dsn=dsn, table=table_) as u:
             asyncio.run(run_load(u, warm, rate=rate, progress=False))
             rows[name] = asyncio.run(run_load(u, reqs, rate=rate, label=f"{name} {rate:g} rps"))
         rows[name]["label"] = name

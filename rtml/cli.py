@@ -292,11 +292,15 @@ def bench_saturate(
         help="start rtml twice, RTML_BATCHING=true and false, and measure both")] = False,
     port_base: Annotated[int, typer.Option(help="first port for servers it starts")] = 0,
     results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    target: Annotated[str, typer.Option(help="rtml, or naive / stock (their /score)")] = "rtml",
+    pg_dsn: Annotated[str, typer.Option(help="Postgres for --target naive")] = (
+        "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"),
 ) -> None:
     """Step the rate until p99 > budget or errors: scored transactions/s (and per core)."""
     from benchmarks import saturate as sat
     from benchmarks.load import RESULTS
     from benchmarks.servers import ServerError
+    from benchmarks.side_by_side import PostgresUnavailable
 
     s = _settings()
     _need_redis(s)
@@ -305,8 +309,9 @@ def bench_saturate(
         code = sat.run(s, paths=paths, budget_ms=budget_ms, start=start,
                        batch_start=batch_start, factor=factor,
                        step_s=step_s, batch=batch, url=url, compare_batching=compare_batching,
-                       port_base=port_base, out_dir=_path(results_dir, RESULTS))
-    except (ServerError, ValueError) as exc:
+                       port_base=port_base, out_dir=_path(results_dir, RESULTS),
+                       target=target, dsn=pg_dsn)
+    except (ServerError, ValueError, PostgresUnavailable) as exc:
         typer.echo(f"rtml bench: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
