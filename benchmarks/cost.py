@@ -29,13 +29,17 @@ class Capacity:
     per_unit: float  # scored predictions per second per unit
 
 
+def _is_rtml(run: dict[str, Any]) -> bool:
+    return run.get("target", "rtml") == "rtml"
+
+
 def latest(results_dir: Path) -> Path:
-    """The newest saturate-*.json (names sort by their UTC stamp)."""
-    found = sorted(results_dir.glob("saturate-*.json"))
-    if not found:
-        raise FileNotFoundError(f"no saturate-*.json in {results_dir}: run `rtml bench saturate`"
-                                " first")
-    return found[-1]
+    """The newest saturate-*.json measuring rtml (names sort by their UTC stamp)."""
+    for path in sorted(results_dir.glob("saturate-*.json"), reverse=True):
+        if any(_is_rtml(r) for r in json.loads(path.read_text()).get("runs", [])):
+            return path
+    raise FileNotFoundError(f"no saturate-*.json of rtml in {results_dir}: run `rtml bench "
+                            "saturate` first")
 
 
 def load_capacity(path: Path, *, best_only: bool = False) -> list[Capacity]:
@@ -45,7 +49,7 @@ def load_capacity(path: Path, *, best_only: bool = False) -> list[Capacity]:
     """
     data: dict[str, Any] = json.loads(Path(path).read_text())
     runs = [r for r in data.get("runs", [])
-            if r.get("scored_tx_per_s") and r.get("target", "rtml") == "rtml"]
+            if r.get("scored_tx_per_s") and _is_rtml(r)]
     if best_only:
         best: dict[tuple, dict[str, Any]] = {}
         for r in runs:

@@ -197,8 +197,10 @@ def test_capacity_from_saturation_results(tmp_path):
     ]
     older = tmp_path / "saturate-20260101T000000Z.json"
     newer = tmp_path / "saturate-20260102T000000Z.json"
-    older.write_text(json.dumps({"runs": []}))
+    newest = tmp_path / "saturate-20260103T000000Z.json"  # the naive service's: not a capacity
+    older.write_text(json.dumps({"runs": [{**runs[0], "scored_tx_per_s": 0.0}]}))
     newer.write_text(json.dumps({"runs": runs}))
+    newest.write_text(json.dumps({"runs": [{**runs[0], "target": "naive"}]}))
     assert latest(tmp_path) == newer
     caps = load_capacity(newer)
     assert [(c.unit, c.per_unit) for c in caps] == [("core", 400.0), ("gpu", 9000.0)]
