@@ -1,16 +1,20 @@
-"""Open-loop load on the fraud service: fixed arrival rate, latency from each intended start.
+"""Open-loop load on a scoring endpoint: fixed arrival rate, latency from each intended start.
 
 A closed loop (send, wait, send) slows down with the server and hides its stalls (coordinated
 omission). Here request i is due at t0 + i/rate whether or not earlier ones have answered, and its
 latency counts from that due time, so a stall shows up in every request it delays.
 
     rtml bench --rates 100,200 --duration 20      # after `make demo` (or its setup) has run
+
+Customers are drawn with a Zipf-like skew (a few card holders pay often, most rarely), seeded, so
+two runs send the same requests and a cache sees the repeats real traffic would give it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
 import time
 from collections import Counter
@@ -25,26 +29,58 @@ import pandas as pd
 from rtml.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+# Zipf exponent of the customer draw: 0 = one distinct customer per request while they last.
+# Around 1 is the classic web-traffic skew; card payments are flatter, so a bit under it.
+DEFAULT_SKEW = 0.8
+PERCENTILES = (50, 95, 99, 99.9)
+# Log-spaced latency bins, 20 per decade from 1 us to 10 s: the histogram kept in the JSON.
+HIST_EDGES_MS = np.logspace(-3, 4, 141)
 
 
-def sample_requests(settings: Settings, n: int, *, seed: int = 0, last_days: int = 14
-                    ) -> list[dict[str, Any]]:
-    """`n` transactions from the held-out period, one per customer while customers last."""
-    tx = pd.read_parquet(settings.raw_dir / "transactions.parquet")
-    tx = tx[tx["day"] >= tx["day"].max() - last_days + 1]
+def draw_customers(customers: np.ndarray, n: int, *, skew: float, seed: int) -> np.ndarray:
+    """`n` customer ids: rank r (a seeded shuffle of `customers`) has weight 1 / r**skew.
+
+    skew 0 gives each customer once, in random order, while they last (then uniform repeats).
+    """
     rng = np.random.default_rng(seed)
-    first_per_customer = tx.sample(frac=1.0, random_state=seed).drop_duplicates("customer_id")
-    picked = first_per_customer.head(n)
-    if len(picked) < n:  # more requests than customers: repeat customers, still in random order
-        extra = tx.iloc[rng.integers(0, len(tx), n - len(picked))]
-        picked = pd.concat([picked, extra])
+    ranked = rng.permutation(np.asarray(customers))
+    if skew <= 0:
+        if n <= len(ranked):
+            return ranked[:n]
+        return np.concatenate([ranked, rng.choice(ranked, n - len(ranked))])
+    weights = 1.0 / np.arange(1, len(ranked) + 1, dtype=np.float64) ** skew
+    return ranked[rng.choice(len(ranked), size=n, p=weights / weights.sum())]
+
+
+def sample_requests(settings: Settings, n: int, *, seed: int = 0, last_days: int = 14,
+                    skew: float = DEFAULT_SKEW) -> list[dict[str, Any]]:
+    """`n` held-out transactions for customers drawn with `skew`, stamped now."""
+    tx = pd.read_parquet(settings.raw_dir / "transactions.parquet",
+                         columns=["transaction_id", "customer_id", "terminal_id", "amount",
+                                  "is_fraud", "day"])
+    tx = tx[tx["day"] >= tx["day"].max() - last_days + 1].reset_index(drop=True)
+    rng = np.random.default_rng(seed + 1)
+    by_customer = tx.groupby("customer_id").indices  # customer -> row positions
+    ids = draw_customers(np.fromiter(by_customer, dtype=np.int64), n, skew=skew, seed=seed)
+    rows = [by_customer[c][rng.integers(len(by_customer[c]))] for c in ids]
     now = datetime.now(UTC).isoformat()
+    picked = tx.iloc[rows]
     return [
-        {"transaction_id": f"tx-{r.transaction_id}", "customer_id": int(r.customer_id),
+        {"transaction_id": f"tx-{r.transaction_id}-{i}", "customer_id": int(r.customer_id),
          "terminal_id": int(r.terminal_id), "amount": float(r.amount), "timestamp": now,
          "_is_fraud": int(r.is_fraud)}
-        for r in picked.itertuples()
+        for i, r in enumerate(picked.itertuples())
     ]
+
+
+def customer_mix(requests: list[dict[str, Any]]) -> dict[str, float]:
+    """How skewed a sample is: distinct customers and the share the busiest 1% of them send."""
+    counts = sorted(Counter(r["customer_id"] for r in requests).values(), reverse=True)
+    if not counts:
+        return {"distinct_customers": 0, "top1pct_share": 0.0}
+    top = max(1, len(counts) // 100)
+    return {"distinct_customers": len(counts), "top1pct_share": sum(counts[:top]) / len(requests)}
 
 
 def _server_timing(header: str | None) -> dict[str, float]:
@@ -62,104 +98,182 @@ def _server_timing(header: str | None) -> dict[str, float]:
     return out
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: dict[str, Any], due: float,
-               results: list[dict[str, Any]]) -> None:
+def _payload(bodies: list[dict[str, Any]], path: str) -> Any:
+    clean = [{k: v for k, v in b.items() if not k.startswith("_")} for b in bodies]
+    return {"transactions": clean} if path.endswith("_batch") else clean[0]
+
+
+async def _one(session: aiohttp.ClientSession, url: str, bodies: list[dict[str, Any]],
+               due: float, results: list[dict[str, Any]]) -> None:
     delay = due - time.perf_counter()
     if delay > 0:
         await asyncio.sleep(delay)
-    payload = {k: v for k, v in body.items() if not k.startswith("_")}
     # How late the generator itself sent it: a busy client shows up here, not as server time.
-    rec: dict[str, Any] = {"is_fraud": body.get("_is_fraud"),
-                           "send_lag_ms": (time.perf_counter() - due) * 1000}
+    rec: dict[str, Any] = {"rows": len(bodies), "send_lag_ms": (time.perf_counter() - due) * 1000}
     try:
-        async with session.post(url, json=payload) as resp:
+        async with session.post(url, json=_payload(bodies, url)) as resp:
             data = await resp.json(content_type=None)
             rec.update(status=resp.status, timing=_server_timing(resp.headers.get("Server-Timing")))
             if resp.status == 200:
-                rec.update(decision=data["decision"], fallback=data["fallback"],
-                           fallback_reason=data.get("fallback_reason"))
-    except (aiohttp.ClientError, TimeoutError) as exc:
+                answers = data if isinstance(data, list) else [data]
+                rec.update(decisions=[a["decision"] for a in answers],
+                           fallback_reasons=[a.get("fallback_reason") or "unknown"
+                                             for a in answers if a.get("fallback")])
+    except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
         rec.update(status=type(exc).__name__)
-    rec["latency_ms"] = (time.perf_counter() - due) * 1000
+    rec["done_at"] = time.perf_counter()
+    rec["latency_ms"] = (rec["done_at"] - due) * 1000
     results.append(rec)
 
 
+def _progress_line(label: str, results: list[dict[str, Any]], total: int, t0: float) -> str:
+    errors = sum(1 for r in results if r.get("status") != 200)
+    lat = [r["latency_ms"] for r in results[-2000:]]
+    p99 = f"{np.percentile(lat, 99):.2f} ms" if lat else "-"
+    return (f"\r  {label}: {time.perf_counter() - t0:5.1f}s  {len(results)}/{total} answered, "
+            f"{errors} errors, recent p99 {p99}   ")
+
+
 async def run_load(url: str, requests: list[dict[str, Any]], *, rate: float,
-                   progress: bool = True) -> dict[str, Any]:
-    """Send `requests` to `url` + /score at `rate` per second; summarize what came back."""
+                   path: str = "/score", batch: int = 1, label: str = "",
+                   progress: bool = True, timeout_s: float = 10.0) -> dict[str, Any]:
+    """POST `requests` to `url` + `path` at `rate` requests/s (`batch` rows each); summarize."""
     results: list[dict[str, Any]] = []
+    groups = [requests[i:i + batch] for i in range(0, len(requests), batch)]
     # A gateway-sized keep-alive pool: new connections mid-run would measure TCP set-up.
     connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=30)
-    timeout = aiohttp.ClientTimeout(total=10)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    label = label or f"{rate:g} rps"
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         t0 = time.perf_counter() + 0.05
-        tasks = [asyncio.create_task(_one(session, f"{url}/score", body, t0 + i / rate, results))
-                 for i, body in enumerate(requests)]
+        tasks = [asyncio.create_task(_one(session, f"{url}{path}", g, t0 + i / rate, results))
+                 for i, g in enumerate(groups)]
         while progress and not all(t.done() for t in tasks):
             await asyncio.sleep(1.0)
-            print(f"\r  {rate:g} rps: {len(results)}/{len(requests)} answered", end="", flush=True)
+            print(_progress_line(label, results, len(groups), t0), end="", flush=True)
         await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
+        # Up to the last answer, not to the progress loop's next tick.
+        elapsed = max((r["done_at"] for r in results), default=t0) - t0
     if progress:
         print()
-    return summarize(results, rate=rate, elapsed=elapsed)
+    out = summarize(results, rate=rate, elapsed=elapsed)
+    out.update(path=path, batch=batch, customers=customer_mix(requests))
+    return out
+
+
+def histogram(latencies_ms: Any) -> dict[str, list]:
+    """Counts over the fixed log-spaced bins (values outside are clipped into the end bins)."""
+    lat = np.clip(np.asarray(latencies_ms, dtype=np.float64), HIST_EDGES_MS[0], HIST_EDGES_MS[-1])
+    counts, _ = np.histogram(lat, bins=HIST_EDGES_MS)
+    return {"edges_ms": [float(e) for e in HIST_EDGES_MS], "counts": counts.tolist()}
+
+
+def percentiles(latencies_ms: Any) -> dict[str, float]:
+    """p50/p95/p99/p99.9 and max (linear interpolation); empty input gives an empty dict."""
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    if not len(lat):
+        return {}
+    return {**{f"p{p:g}": float(np.percentile(lat, p)) for p in PERCENTILES},
+            "max": float(lat.max())}
 
 
 def summarize(results: list[dict[str, Any]], *, rate: float, elapsed: float) -> dict[str, Any]:
     """Percentiles, errors by status, fallbacks, decisions and the server's stage times."""
-    lat = np.array([r["latency_ms"] for r in results])
+    lat = [r["latency_ms"] for r in results]
     ok = [r for r in results if r.get("status") == 200]
     stages: dict[str, list[float]] = {}
     for r in ok:
         for k, v in r.get("timing", {}).items():
             stages.setdefault(k, []).append(v)
-    pct = {f"p{p:g}": float(np.percentile(lat, p)) for p in (50, 95, 99, 99.9)} if len(lat) else {}
+    reasons = Counter(x for r in ok for x in r.get("fallback_reasons", []))
+    # Scored: answered from the model, not a fallback `approve`.
+    rows_ok = sum(r.get("rows", 1) for r in ok) - sum(reasons.values())
     return {
         "target_rps": rate,
         "achieved_rps": len(results) / elapsed if elapsed > 0 else 0.0,
+        "scored_tx_per_s": rows_ok / elapsed if elapsed > 0 else 0.0,
         "requests": len(results),
-        "latency_ms": {**pct, "max": float(lat.max()) if len(lat) else 0.0},
+        "latency_ms": percentiles(lat) or {"max": 0.0},
         "client_send_lag_ms_p99": float(np.percentile([r.get("send_lag_ms", 0.0)
                                                        for r in results], 99)) if results else 0.0,
         "errors": dict(Counter(str(r["status"]) for r in results if r.get("status") != 200)),
-        "fallbacks": sum(1 for r in ok if r.get("fallback")),
-        "fallback_reasons": dict(Counter(r["fallback_reason"] for r in ok if r.get("fallback"))),
-        "decisions": dict(Counter(r["decision"] for r in ok)),
+        "fallbacks": sum(reasons.values()),
+        "fallback_reasons": dict(reasons),
+        "decisions": dict(Counter(d for r in ok for d in r.get("decisions", []))),
         "server_stage_ms_p50": {k: float(np.median(v)) for k, v in stages.items()},
         "server_stage_ms_p99": {k: float(np.percentile(v, 99)) for k, v in stages.items()},
+        "histogram": histogram(lat),
     }
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of summaries."""
-    head = ("| rate (rps) | achieved | p50 ms | p99 ms | p99.9 ms | max ms | errors | fallbacks "
-            "| server total p50/p99 ms |\n|---|---|---|---|---|---|---|---|---|")
+def _f(value: float | None, fmt: str = ".2f") -> str:
+    return "–" if value is None or value != value else format(value, fmt)
+
+
+def table(rows: list[dict[str, Any]], *, first: str = "rate (rps)") -> str:
+    """Markdown table of summaries (first column: `label` when present, else the rate)."""
+    head = (f"| {first} | achieved | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | errors "
+            "| fallbacks | server total p50/p99 ms |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         lat = r["latency_ms"]
-        srv50 = r["server_stage_ms_p50"].get("total", float("nan"))
-        srv99 = r["server_stage_ms_p99"].get("total", float("nan"))
+        srv50 = r["server_stage_ms_p50"].get("total")
+        srv99 = r["server_stage_ms_p99"].get("total")
+        errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         lines.append(
-            f"| {r['target_rps']:g} | {r['achieved_rps']:.0f} | {lat['p50']:.2f} "
-            f"| {lat['p99']:.2f} "
-            f"| {lat['p99.9']:.2f} | {lat['max']:.1f} | {sum(r['errors'].values())} "
-            f"| {r['fallbacks']} | {srv50:.2f} / {srv99:.2f} |")
+            f"| {r.get('label') or format(r['target_rps'], 'g')} | {r['achieved_rps']:.0f} "
+            f"| {_f(lat.get('p50'))} | {_f(lat.get('p95'))} | {_f(lat.get('p99'))} "
+            f"| {_f(lat.get('p99.9'))} | {_f(lat.get('max'), '.1f')} | {errors} "
+            f"| {r['fallbacks']} | {_f(srv50)} / {_f(srv99)} |")
     return "\n".join(lines)
 
 
-def main(settings: Settings, *, url: str, duration: float, rates: list[float]) -> int:
-    """Run each rate for `duration` seconds after a warm-up; write results; print the table."""
-    rows = []
-    asyncio.run(run_load(url, sample_requests(settings, 200, seed=99), rate=100, progress=False))
-    for rate in rates:
-        reqs = sample_requests(settings, int(rate * duration), seed=int(rate))
-        rows.append(asyncio.run(run_load(url, reqs, rate=rate)))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def write_results(kind: str, payload: dict[str, Any], *, out_dir: Path = RESULTS) -> Path:
+    """`<out_dir>/<kind>-<UTC stamp>.json` with the machine description added."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"score-{stamp}.json"
-    out.write_text(json.dumps({"machine": {"cpus": __import__("os").cpu_count(),
-                                           "python": platform.python_version()},
-                               "url": url, "duration_s": duration, "runs": rows}, indent=2))
+    out = out_dir / f"{kind}-{stamp}.json"
+    out.write_text(json.dumps({"kind": kind, "measured_at": stamp, "machine": machine(),
+                               **payload}, indent=2))
+    return out
+
+
+def main(settings: Settings, *, url: str, duration: float, rates: list[float],
+         skew: float = DEFAULT_SKEW, out_dir: Path = RESULTS,
+         hist: Path | None = DOCS_IMG / "latency-hist.png") -> int:
+    """Run each rate for `duration` seconds after a warm-up; write results; print the table.
+
+    Uses the service answering at `url`, or starts `bentoml serve` (and stops it) when none does.
+    """
+    import contextlib
+
+    from benchmarks import servers
+    from benchmarks.report import plot_histograms
+
+    rows = []
+    with contextlib.ExitStack() as stack:
+        if not servers.answers(url):
+            url = stack.enter_context(servers.rtml_server(settings, port=servers.Ports().take()))
+            print(f"  rtml: nothing answered at the given --url; started bentoml serve at {url}")
+        asyncio.run(run_load(url, sample_requests(settings, 200, seed=99, skew=skew), rate=100,
+                             progress=False))
+        for rate in rates:
+            reqs = sample_requests(settings, int(rate * duration), seed=int(rate), skew=skew)
+            rows.append(asyncio.run(run_load(url, reqs, rate=rate,
+                                             label=f"/score {rate:g} rps")))
+            rows[-1]["label"] = f"{rate:g}"
+    out = write_results("score", {"url": url, "duration_s": duration, "skew": skew, "runs": rows},
+                        out_dir=out_dir)
     print(table(rows))
+    if hist is not None:
+        plot_histograms({f"/score {r['label']} rps": r["histogram"] for r in rows}, hist,
+                        title="rtml /score latency (open loop, client side)")
+        print(f"histogram: {hist}")
     print(f"results: {out}")
     return 0 if all(not r["errors"] for r in rows) else 1

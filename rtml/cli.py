@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +21,7 @@ features_app = typer.Typer(no_args_is_help=True, help="Batch features.")
 redis_app = typer.Typer(no_args_is_help=True, help="The Redis online store / embedded Valkey.")
 log_app = typer.Typer(no_args_is_help=True, help="The prediction log.")
 stream_app = typer.Typer(no_args_is_help=True, help="The transaction event stream.")
+bench_app = typer.Typer(help="Benchmarks: open-loop load, side by side, saturation, cost.")
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(redis_app, name="redis")
@@ -27,6 +29,7 @@ app.add_typer(log_app, name="log")
 monitor_app = typer.Typer(no_args_is_help=True, help="Monitoring reports over the log.")
 app.add_typer(stream_app, name="stream")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(bench_app, name="bench")
 
 
 def _settings() -> Settings:
@@ -217,17 +220,153 @@ def demo(
                               replay=replay, port=port, stream=stream))
 
 
-@app.command("bench")
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     rates: Annotated[str, typer.Option(help="comma-separated request rates")] = "100,200",
     duration: Annotated[float, typer.Option(help="seconds per rate")] = 20.0,
     url: str = "http://127.0.0.1:3000",
+    skew: Annotated[float, typer.Option(help="Zipf exponent of the customer draw (0: each "
+                                             "customer once while they last)")] = 0.8,
 ) -> None:
-    """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json."""
-    from benchmarks.load import main as bench_main
+    """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json.
 
-    raise typer.Exit(bench_main(_settings(), url=url, duration=duration,
-                                rates=[float(r) for r in rates.split(",")]))
+    Uses the service at --url, or starts one. Subcommands: side-by-side (naive/stock/rtml/floor),
+    saturate, cost.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from benchmarks.load import main as bench_main
+    from benchmarks.servers import ServerError
+
+    s = _settings()
+    _need_redis(s)
+    try:
+        code = bench_main(s, url=url, duration=duration, skew=skew,
+                          rates=_floats(rates, "--rates"))
+    except ServerError as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{option} {text!r}: comma-separated numbers") from None
+
+
+@bench_app.command("side-by-side")
+def bench_side_by_side(
+    targets: Annotated[str, typer.Option(help="any of naive,stock,rtml,floor")] = (
+        "naive,stock,rtml,floor"),
+    rate: Annotated[float, typer.Option(help="requests per second, the same for every target")
+                    ] = 200.0,
+    duration: Annotated[float, typer.Option(help="seconds per target")] = 30.0,
+    url: Annotated[str, typer.Option(help="rtml already serving here is used as is")] = (
+        "http://127.0.0.1:3000"),
+    skew: Annotated[float, typer.Option(help="Zipf exponent of the customer draw")] = 0.8,
+    pg_dsn: Annotated[str, typer.Option(help="Postgres for the naive target")] = (
+        "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"),
+    port_base: Annotated[int, typer.Option(help="first port for the servers it starts "
+                                                "(0: free ports)")] = 0,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    hist: Annotated[str | None, typer.Option(help="PNG path (default "
+                                                  "docs/img/side-by-side.png; 'none' to skip)")
+                    ] = None,
+) -> None:
+    """One run: naive (Postgres SQL), stock (feast serve + model), rtml and floor."""
+    from benchmarks import side_by_side as sbs
+    from benchmarks.load import RESULTS
+    from benchmarks.servers import ServerError
+
+    s = _settings()
+    _need_redis(s)
+    try:
+        code = sbs.run(s, targets=[t.strip() for t in targets.split(",") if t.strip()],
+                       rate=rate, duration=duration, url=url, skew=skew, dsn=pg_dsn,
+                       port_base=port_base, out_dir=_path(results_dir, RESULTS),
+                       hist=None if hist == "none" else _path(hist, sbs.DOCS_HIST))
+    except (sbs.PostgresUnavailable, ServerError, ValueError) as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _path(value: str | None, default: Path) -> Path:
+    return Path(value) if value else default
+
+
+@bench_app.command("saturate")
+def bench_saturate(
+    path: Annotated[str, typer.Option(help="/score, /score_batch or both")] = "both",
+    budget_ms: Annotated[float, typer.Option(help="stop once p99 exceeds this")] = 50.0,
+    start: Annotated[float, typer.Option(help="first /score rate (requests/s)")] = 100.0,
+    batch_start: Annotated[float, typer.Option(help="first /score_batch rate (requests/s)")
+                           ] = 2.0,
+    factor: Annotated[float, typer.Option(help="rate multiplier per step")] = 1.5,
+    step_s: Annotated[float, typer.Option(help="seconds per step")] = 10.0,
+    batch: Annotated[int, typer.Option(help="rows per /score_batch request (above "
+                                             "RTML_BATCH_MAX_SIZE: see docs/benchmarks.md)")] = 50,
+    url: str = "http://127.0.0.1:3000",
+    compare_batching: Annotated[bool, typer.Option(
+        help="start rtml twice, RTML_BATCHING=true and false, and measure both")] = False,
+    port_base: Annotated[int, typer.Option(help="first port for servers it starts")] = 0,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    target: Annotated[str, typer.Option(help="rtml, or naive / stock (their /score)")] = "rtml",
+    pg_dsn: Annotated[str, typer.Option(help="Postgres for --target naive")] = (
+        "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"),
+) -> None:
+    """Step the rate until p99 > budget or errors: scored transactions/s (and per core)."""
+    from benchmarks import saturate as sat
+    from benchmarks.load import RESULTS
+    from benchmarks.servers import ServerError
+    from benchmarks.side_by_side import PostgresUnavailable
+
+    s = _settings()
+    _need_redis(s)
+    paths = ["/score", "/score_batch"] if path == "both" else [path]
+    try:
+        code = sat.run(s, paths=paths, budget_ms=budget_ms, start=start,
+                       batch_start=batch_start, factor=factor,
+                       step_s=step_s, batch=batch, url=url, compare_batching=compare_batching,
+                       port_base=port_base, out_dir=_path(results_dir, RESULTS),
+                       target=target, dsn=pg_dsn)
+    except (ServerError, ValueError, PostgresUnavailable) as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@bench_app.command("cost")
+def bench_cost(
+    per_day: Annotated[float, typer.Option(help="predictions per day")] = 1_000_000,
+    peak: Annotated[float, typer.Option(help="peak predictions per second")] = 300.0,
+    cache_hit_rate: Annotated[float, typer.Option(help="share answered by the cache")] = 0.6,
+    cores_per_machine: Annotated[int, typer.Option(help="cores of one serving machine")] = 2,
+    core_hour_usd: Annotated[float, typer.Option(help="price of one core-hour")] = 0.04,
+    gpu_hour_usd: Annotated[float, typer.Option(help="price of one GPU-hour (T4 class)")] = 0.35,
+    results: Annotated[str | None, typer.Option(help="saturate-*.json (default: latest)")
+                       ] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="every measured run, not only the "
+                                                         "better batching setting")] = False,
+) -> None:
+    """Machines (and $/day) for a daily volume and a peak rate, from measured throughput."""
+    from benchmarks import cost
+    from benchmarks.load import RESULTS
+
+    try:
+        src = Path(results) if results else cost.latest(RESULTS)
+        capacity = cost.load_capacity(src, best_only=not all_runs)
+        text = cost.report(capacity, per_day=per_day, peak=peak, hit_rate=cache_hit_rate,
+                           cores_per_machine=cores_per_machine, core_hour_usd=core_hour_usd,
+                           gpu_hour_usd=gpu_hour_usd)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"rtml bench cost: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"from {src}\n")
+    typer.echo(text)
 
 
 @stream_app.command("produce")

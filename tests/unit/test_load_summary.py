@@ -28,12 +28,13 @@ def test_server_timing_skips_metrics_without_duration():
 
 
 def _rec(latency, status=200, *, fallback=False, reason=None, decision="approve", timing=None):
-    rec = {"latency_ms": latency, "status": status, "is_fraud": 0}
+    # As `benchmarks.load._one` records an answer: decisions and fallback reasons per row.
+    rec = {"latency_ms": latency, "status": status, "rows": 1}
     if status == 200:
-        rec.update(decision=decision, fallback=fallback, fallback_reason=reason,
+        rec.update(decisions=[decision], fallback_reasons=[reason] if fallback else [],
                    timing=timing or {})
     elif fallback:  # a non-200 record carrying stale fields must not count as a fallback
-        rec.update(fallback=True, fallback_reason=reason, timing=timing or {})
+        rec.update(fallback_reasons=[reason], timing=timing or {})
     return rec
 
 
@@ -101,3 +102,20 @@ def test_summary_of_nothing():
     assert out["requests"] == 0
     assert out["achieved_rps"] == 0.0
     assert out["errors"] == {} and out["fallbacks"] == 0
+    assert out["latency_ms"] == {"max": 0.0}
+
+
+def test_scored_rows_leave_out_errors_and_fallbacks(results):
+    # 92 answered rows, 5 of them fallbacks: 87 scored in 2 s.
+    out = summarize(results, rate=50.0, elapsed=2.0)
+    assert out["scored_tx_per_s"] == pytest.approx(87 / 2.0)
+
+
+def test_batch_answers_count_every_row():
+    recs = [{"latency_ms": 5.0, "status": 200, "rows": 3, "timing": {},
+             "decisions": ["approve", "approve", "review"],
+             "fallback_reasons": ["model_overloaded"]}]
+    out = summarize(recs, rate=1.0, elapsed=1.0)
+    assert out["decisions"] == {"approve": 2, "review": 1}
+    assert out["fallbacks"] == 1
+    assert out["scored_tx_per_s"] == pytest.approx(2.0)

@@ -1,0 +1,160 @@
+"""Throughput at saturation: step the rate up until p99 leaves the budget, errors, or lag.
+
+    rtml bench saturate                         # /score and /score_batch, the service at --url
+    rtml bench saturate --compare-batching      # starts rtml with RTML_BATCHING=true, then false
+    rtml bench saturate --target naive          # the per-request-SQL service, for comparison
+
+Each step is an open-loop run (see `benchmarks.load`); the last step that kept p99 within the
+budget, had no errors and kept up with the offered rate is the saturation point. Its scored
+transactions per second divided by the server's worker processes is the per-core figure the
+cost report (`rtml bench cost`) builds on. The load generator shares the machine, so on 2 cores
+the per-core figure is a lower bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import servers
+from benchmarks.load import DEFAULT_SKEW, RESULTS, run_load, sample_requests, table, write_results
+from benchmarks.naive_server import DEFAULT_DSN
+from rtml.accel import xgboost_device
+from rtml.settings import Settings
+
+KEEP_UP = 0.95  # achieved / offered rate below this: the server (or client) fell behind
+MAX_FALLBACK_SHARE = 0.01  # a fallback answer is a non-answer: more than 1% is overload
+MAX_STEPS_DOWN = 4  # a first step that fails is retried at lower rates this many times
+
+
+def step_ok(summary: dict[str, Any], *, budget_ms: float) -> bool:
+    """Within budget at this rate: p99 under budget, no errors, few fallbacks, kept up."""
+    lat = summary["latency_ms"]
+    rows = summary["requests"] * summary.get("batch", 1)
+    return (not summary["errors"] and summary["requests"] > 0
+            and lat.get("p99", float("inf")) <= budget_ms
+            and summary["fallbacks"] <= MAX_FALLBACK_SHARE * rows
+            and summary["achieved_rps"] >= KEEP_UP * summary["target_rps"])
+
+
+def find_saturation(settings: Settings, url: str, *, path: str, batch: int, start: float,
+                    factor: float, step_s: float, budget_ms: float, max_steps: int = 12,
+                    skew: float = DEFAULT_SKEW) -> dict[str, Any]:
+    """Rates start, start*factor, ... until a step fails; the last good step is the answer.
+
+    When the very first step fails, the rate steps down instead (start/factor, ...), so a start
+    above capacity still finds a point rather than reporting nothing.
+    """
+    if factor <= 1 or start <= 0:
+        raise ValueError("--start must be > 0 and --factor > 1")
+    batch = batch if path.endswith("_batch") else 1
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    rate, down = start, 0
+    for _ in range(max_steps + MAX_STEPS_DOWN):
+        n = max(1, int(rate * step_s)) * batch
+        reqs = sample_requests(settings, n, seed=int(rate), skew=skew)
+        r = asyncio.run(run_load(url, reqs, rate=rate, path=path, batch=batch,
+                                 label=f"{path} {rate:.3g} rps x {batch}"))
+        r["label"] = f"{rate:.3g} x {batch}"
+        r["ok"] = step_ok(r, budget_ms=budget_ms)
+        steps.append(r)
+        if r["ok"]:
+            best = r
+            if down:  # stepped down to a rate that holds: that is the answer
+                break
+            rate *= factor
+        elif best is None and down < MAX_STEPS_DOWN:
+            rate, down = rate / factor, down + 1
+        else:
+            break
+    workers = max(1, settings.serve_workers)
+    tx = best["scored_tx_per_s"] if best else 0.0
+    return {"path": path, "batch": batch, "budget_ms": budget_ms, "steps": steps,
+            "saturation_rps": best["target_rps"] if best else None,
+            "scored_tx_per_s": tx, "server_workers": workers, "tx_per_s_per_core": tx / workers,
+            "device": xgboost_device()}
+
+
+def batch_size_metrics(url: str) -> list[str]:
+    """The service's batch-size metric lines from /metrics (empty when it exposes none)."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=2.0).text
+    except httpx.HTTPError:
+        return []
+    return [ln for ln in text.splitlines() if "batch_size" in ln and not ln.startswith("#")]
+
+
+@contextlib.contextmanager
+def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
+             batching: bool | None, dsn: str) -> Iterator[str]:
+    if target != "rtml":  # naive or stock, started as in the side-by-side run
+        from benchmarks.side_by_side import prepare_naive, target_server
+
+        table = prepare_naive(settings, dsn) if target == "naive" else ""
+        with target_server(target, settings, url=url, ports=ports, dsn=dsn, table=table) as u:
+            yield u
+        return
+    if batching is None and servers.answers(url):
+        yield url
+        return
+    env = None if batching is None else {"RTML_BATCHING": str(batching).lower()}
+    with servers.rtml_server(settings, port=ports.take(), env=env) as u:
+        yield u
+
+
+def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
+        batch_start: float, factor: float, step_s: float, batch: int, url: str,
+        compare_batching: bool, port_base: int = 0, out_dir: Path = RESULTS,
+        target: str = "rtml", dsn: str = DEFAULT_DSN) -> int:
+    """Saturation per path (and per batching setting); print tables; write the results JSON.
+
+    `target` naive or stock measures those comparison services' /score instead (their per-core
+    figure counts only their own process, not Postgres or `feast serve`: compare scored tx/s).
+    """
+    if target not in ("rtml", "naive", "stock"):
+        raise ValueError(f"--target {target!r}: one of rtml, naive, stock")
+    if target != "rtml":
+        if compare_batching:
+            raise ValueError("--compare-batching: only for --target rtml")
+        paths = [p for p in paths if p == "/score"] or ["/score"]
+    ports = servers.Ports(port_base)
+    modes: list[bool | None] = [True, False] if compare_batching else [None]
+    runs = []
+    for batching in modes:
+        with _service(settings, target=target, url=url, ports=ports, batching=batching,
+                      dsn=dsn) as u:
+            for path in paths:
+                first = batch_start if path.endswith("_batch") else start
+                res = find_saturation(settings, u, path=path, batch=batch, start=first,
+                                      factor=factor, step_s=step_s, budget_ms=budget_ms)
+                res["target"] = target
+                res["batching"] = (None if target != "rtml" else
+                                   settings.batching if batching is None else batching)
+                res["batch_size_metrics"] = batch_size_metrics(u)
+                runs.append(res)
+                print(table(res["steps"], first=f"{path} rate x rows"))
+                print(f"saturation {path} (batching {res['batching']}): "
+                      f"{res['scored_tx_per_s']:,.0f} scored tx/s, "
+                      f"{res['tx_per_s_per_core']:,.0f} per core\n")
+    out = write_results("saturate", {"runs": runs}, out_dir=out_dir)
+    print(summary_table(runs))
+    print(f"results: {out}")
+    return 0
+
+
+def summary_table(runs: list[dict[str, Any]]) -> str:
+    """Markdown: one row per (path, batching)."""
+    lines = ["| target | endpoint | batching | rows/request | saturation rps | scored tx/s "
+             "| per core |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        sat = "–" if r["saturation_rps"] is None else f"{r['saturation_rps']:.3g}"
+        lines.append(f"| {r.get('target', 'rtml')} | {r['path']} | {r['batching']} "
+                     f"| {r['batch']} | {sat} | {r['scored_tx_per_s']:,.0f} "
+                     f"| {r['tx_per_s_per_core']:,.0f} |")
+    return "\n".join(lines)

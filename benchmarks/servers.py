@@ -1,0 +1,131 @@
+"""Start and stop the servers a benchmark needs: each in its own process group, ready or an error.
+
+Every server is a real process answering real HTTP (`bentoml serve`, `feast serve`, our naive and
+stock apps); a context manager stops the whole group, workers included, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import yaml
+
+from rtml.demo import stop_group
+from rtml.settings import REPO_ROOT, Settings
+
+BIN = Path(sys.executable).parent
+
+
+class ServerError(RuntimeError):
+    """A server that did not come up: which one, and where its log is."""
+
+
+class Ports:
+    """Ports for the servers: consecutive from `base`, or free ephemeral ones for base 0."""
+
+    def __init__(self, base: int = 0) -> None:
+        self.next = base
+
+    def take(self) -> int:
+        """The next port."""
+        if not self.next:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                return s.getsockname()[1]
+        self.next += 1
+        return self.next - 1
+
+
+def answers(url: str) -> bool:
+    """True when `url` + /readyz answers 200."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def process(name: str, cmd: list[str], *, ready_url: str, log: Path,
+            env: dict[str, str] | None = None, timeout_s: float = 120.0) -> Iterator[str]:
+    """Run `cmd` until `ready_url` answers 200; yield; stop the group."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise ServerError(f"{name} exited ({proc.returncode}) before answering; "
+                                  f"log: {log}\n{log.read_text()[-1500:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise ServerError(f"{name}: no answer on {ready_url} in {timeout_s:.0f}s; "
+                                  f"log: {log}")
+            time.sleep(0.25)
+        yield ready_url
+    finally:
+        stop_group(proc)
+
+
+@contextlib.contextmanager
+def rtml_server(settings: Settings, *, port: int, env: dict[str, str] | None = None
+                ) -> Iterator[str]:
+    """`bentoml serve` the fraud service on `port` (`env` overrides, e.g. RTML_BATCHING)."""
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(BIN / "bentoml"), "serve", "bentos.fraud.service:FraudService", "--port",
+           str(port), "--host", "127.0.0.1"]
+    tag = "-".join(f"{k}={v}" for k, v in (env or {}).items())
+    with process("rtml (bentoml serve)", cmd, ready_url=f"{url}/readyz", env=env,
+                 log=settings.state_dir / "bench" / f"rtml-{port}{tag and '-' + tag}.log"):
+        yield url
+
+
+def feast_yaml(settings: Settings) -> Path:
+    """The repo's feature_store.yaml pointed at the configured Redis, registry path absolute."""
+    raw = yaml.safe_load((settings.repo_root / "feature_store.yaml").read_text())
+    raw["online_store"]["connection_string"] = settings.redis_address
+    registry = raw["registry"]
+    if isinstance(registry, dict) and not Path(registry["path"]).is_absolute():
+        registry["path"] = str(settings.repo_root / registry["path"])
+    out = settings.state_dir / "bench" / "feature_store.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw))
+    return out
+
+
+@contextlib.contextmanager
+def stock_server(settings: Settings, *, feast_port: int, port: int) -> Iterator[str]:
+    """`feast serve` against the same Redis, and our thin model service in front of it."""
+    log_dir = settings.state_dir / "bench"
+    feast_url = f"http://127.0.0.1:{feast_port}"
+    feast_cmd = [str(BIN / "feast"), "-c", str(settings.repo_root), "-f",
+                 str(feast_yaml(settings)), "serve", "--host", "127.0.0.1", "-p", str(feast_port),
+                 "--no-access-log", "--max-requests", "0"]
+    stock_cmd = [sys.executable, "-m", "benchmarks.stock_server", "--port", str(port),
+                 "--feast-url", feast_url]
+    with (process("feast serve", feast_cmd, ready_url=f"{feast_url}/health",
+                  log=log_dir / f"feast-{feast_port}.log"),
+          process("stock model service", stock_cmd, ready_url=f"http://127.0.0.1:{port}/readyz",
+                  log=log_dir / f"stock-{port}.log")):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def naive_server(settings: Settings, *, dsn: str, table: str, port: int) -> Iterator[str]:
+    """Our per-request-SQL service over the loaded Postgres table."""
+    cmd = [sys.executable, "-m", "benchmarks.naive_server", "--port", str(port), "--dsn", dsn,
+           "--table", table]
+    with process("naive (Postgres) service", cmd, ready_url=f"http://127.0.0.1:{port}/readyz",
+                 log=settings.state_dir / "bench" / f"naive-{port}.log"):
+        yield f"http://127.0.0.1:{port}"

@@ -1,0 +1,143 @@
+"""naive vs stock vs rtml vs floor in one run: same data, model, request sample and rate.
+
+    rtml bench side-by-side --rate 200 --duration 30      # after `make demo`'s setup
+
+Targets run one after another (never together: they would share the cores), each after a short
+warm-up at the same rate. The harness starts what it needs and stops it afterwards: Postgres must
+already run (`naive`); `feast serve` and our thin model service (`stock`); `bentoml serve` for
+`rtml` unless a service already answers at --url. `floor` is an in-process loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks import servers
+from benchmarks.load import DEFAULT_SKEW, RESULTS, run_load, sample_requests, table, write_results
+from benchmarks.naive_server import DEFAULT_DSN, load_transactions, table_name
+from rtml.settings import Settings
+
+TARGETS = ("naive", "stock", "rtml", "floor")
+DOCS_HIST = Path(__file__).resolve().parent.parent / "docs" / "img" / "side-by-side.png"
+
+
+class PostgresUnavailable(RuntimeError):
+    """Postgres did not answer at the DSN the naive target needs."""
+
+
+def check_postgres(dsn: str) -> None:
+    """Raise `PostgresUnavailable` with one line: what was tried and how to get one."""
+    import psycopg
+
+    from benchmarks.naive_server import ensure_database
+
+    try:
+        ensure_database(dsn)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PostgresUnavailable(
+            f"naive: no Postgres at {dsn!r} ({first}); start one (`sudo service postgresql "
+            "start`, or `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust "
+            "postgres:15`), pass --pg-dsn, or leave it out: --targets stock,rtml,floor") from None
+
+
+def ratios(rows: dict[str, dict[str, Any]], *, against: str = "rtml") -> dict[str, dict]:
+    """Per target {p50, p99}: the target's latency divided by `against`'s (>1: slower than it)."""
+    base = rows.get(against)
+    if base is None:
+        return {}
+    out = {}
+    for name, r in rows.items():
+        out[name] = {p: (r["latency_ms"][p] / base["latency_ms"][p]
+                         if base["latency_ms"].get(p) else None) for p in ("p50", "p99")}
+    return out
+
+
+def ratio_table(rows: dict[str, dict[str, Any]], *, against: str = "rtml") -> str:
+    """Markdown: p50/p99 per target and as a multiple of `against`'s."""
+    rat = ratios(rows, against=against)
+    lines = [f"| target | p50 ms | p99 ms | p50 × {against} | p99 × {against} |",
+             "|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lat = r["latency_ms"]
+        rr = rat.get(name, {})
+        cells = [f"{rr[p]:.2f}×" if rr.get(p) is not None else "–" for p in ("p50", "p99")]
+        lines.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def prepare_naive(settings: Settings, dsn: str) -> str:
+    """Postgres answers and holds this dataset's indexed table; returns the table's name."""
+    check_postgres(dsn)
+    parquet = settings.raw_dir / "transactions.parquet"
+    table = table_name(parquet)
+    n = load_transactions(dsn, parquet, table)
+    print(f"naive: {n:,} transactions in Postgres table {table} "
+          "(indexes on (customer_id, ts) and (terminal_id, ts))")
+    return table
+
+
+@contextlib.contextmanager
+def target_server(name: str, settings: Settings, *, url: str, ports: servers.Ports, dsn: str,
+            table: str) -> Iterator[str]:
+    """The URL of target `name`, its servers started for the block (rtml: reused at `url`)."""
+    if name == "naive":
+        with servers.naive_server(settings, dsn=dsn, table=table, port=ports.take()) as u:
+            yield u
+    elif name == "stock":
+        with servers.stock_server(settings, feast_port=ports.take(), port=ports.take()) as u:
+            yield u
+    elif name == "rtml" and servers.answers(url):
+        print(f"  rtml: using the service already answering at {url}")
+        yield url
+    else:
+        with servers.rtml_server(settings, port=ports.take()) as u:
+            yield u
+
+
+def run(settings: Settings, *, targets: list[str], rate: float, duration: float,
+        url: str = "http://127.0.0.1:3000", skew: float = DEFAULT_SKEW, dsn: str = DEFAULT_DSN,
+        port_base: int = 0, out_dir: Path = RESULTS, hist: Path | None = DOCS_HIST,
+        warmup_s: float = 2.0) -> int:
+    """Each target in turn; the tables, the ratios, results JSON and histogram. Exit status."""
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise ValueError(f"--targets: unknown {unknown}; known: {', '.join(TARGETS)}")
+    table_ = prepare_naive(settings, dsn) if "naive" in targets else ""
+    reqs = sample_requests(settings, max(1, int(rate * duration)), seed=0, skew=skew)
+    warm = sample_requests(settings, max(1, int(rate * warmup_s)), seed=99, skew=skew)
+    ports = servers.Ports(port_base)
+    rows: dict[str, dict[str, Any]] = {}
+    for name in targets:
+        if name == "floor":
+            from benchmarks.floor import measure_floor
+
+            print(f"  floor: in-process Redis read + model, {duration:g}s back to back")
+            rows[name] = measure_floor(settings, reqs, duration_s=duration)
+            continue
+        with target_server(name, settings, url=url, ports=ports, dsn=dsn, table=table_) as u:
+            asyncio.run(run_load(u, warm, rate=rate, progress=False))
+            rows[name] = asyncio.run(run_load(u, reqs, rate=rate, label=f"{name} {rate:g} rps"))
+        rows[name]["label"] = name
+    print()
+    print(table(list(rows.values()), first="target"))
+    print()
+    print(ratio_table(rows))
+    out = write_results("side-by-side", {
+        "rate_rps": rate, "duration_s": duration, "skew": skew, "targets": rows,
+        "ratios_vs_rtml": ratios(rows), "pg_table": table_ or None}, out_dir=out_dir)
+    if hist is not None:
+        from benchmarks.report import plot_histograms
+
+        plot_histograms({k: v["histogram"] for k, v in rows.items()}, hist,
+                        title=f"/score latency at {rate:g} rps (floor: in-process, per call)")
+        print(f"histogram: {hist}")
+    print(f"results: {out}")
+    failed = [k for k, v in rows.items() if v["errors"] or not v["requests"]]
+    if failed:
+        print(f"errors from: {', '.join(failed)}")
+    return 1 if failed else 0
