@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     cache: bool = Field(False, description="L1 cache of model answers per exact feature vector")
     cache_ttl_s: float = Field(10.0, gt=0, description="L1 cache: seconds an answer stays")
     cache_max_entries: int = Field(100_000, gt=0, description="L1 cache: LRU bound (~300 B each)")
-    max_inflight: int = Field(8, ge=0, description="scoring requests served at once per worker "
+    max_inflight: int = Field(16, ge=0, description="scoring requests served at once per worker "
                               "before 503 + Retry-After (0: no limit)")
     tracing: bool = Field(False, description="OpenTelemetry spans for the scoring endpoints")
 

@@ -78,8 +78,8 @@ def test_a_burst_past_max_inflight_is_shed_early_and_the_service_stays_up(tuned_
         assert shed.headers["retry-after"] == "1"
         body = shed.json()
         assert body["reason"] == "max_inflight" and "RTML_MAX_INFLIGHT" in body["error"]
-    for ok in (r for r in answers if r.status_code == 200):
-        assert len(ok.json()) == 200 and not ok.json()[0]["fallback"]
+    for ok in (r for r in answers if r.status_code == 200):  # the admitted are answered in full
+        assert [d["transaction_id"] for d in ok.json()] == [r["transaction_id"] for r in rows]
     with httpx.Client(base_url=tuned_url, timeout=10) as c:
         assert c.get("/readyz").status_code == 200
         assert c.post("/score", json={**known, "transaction_id": "after"}).status_code == 200
