@@ -86,3 +86,41 @@ class Readiness:
                 await _send_json(send, 503, {"ready": False, "reason": reason})
                 return
         await self.app(scope, receive, send)
+
+
+class Admission:
+    """Shed load at the door: 503 + `Retry-After` once `max_inflight` requests are being served.
+
+    Past saturation every queued request only adds to the wait of those behind it: a request
+    refused in microseconds lets its client retry elsewhere, while the ones admitted keep their
+    latency budget. BentoML's own `traffic.max_concurrency` answers 429 with no `Retry-After`
+    and no reason; this answers what a load balancer expects. Counts only `paths` (the scoring
+    endpoints): health, readiness and metrics are always answered.
+    """
+
+    def __init__(self, app: Any, max_inflight: int, paths: tuple[str, ...] = (),
+                 retry_after_s: int = 1) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.paths = frozenset(paths)
+        self.retry_after = str(retry_after_s).encode()
+        self.inflight = 0
+        self.shed = 0  # requests refused since start (this worker)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.max_inflight <= 0 or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            self.shed += 1
+            await _send_json(send, 503, {
+                "error": f"overloaded: {self.inflight} requests in flight, the limit is "
+                         f"{self.max_inflight} (RTML_MAX_INFLIGHT); retry shortly",
+                "reason": "max_inflight",
+            }, headers=[(b"retry-after", self.retry_after)])
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     batching: bool = Field(True, description="adaptive batching of model calls across requests")
     batch_max_size: int = Field(64, description="adaptive batching: largest model batch")
     batch_max_latency_ms: int = Field(20, description="adaptive batching: queueing budget")
+    model_backend: Literal["auto", "xgboost", "onnx", "xgboost-gpu"] = Field(
+        "auto", description="where the trees run; auto measures at start-up, per call size")
+    cache: bool = Field(False, description="L1 cache of model answers per exact feature vector")
+    cache_ttl_s: float = Field(10.0, gt=0, description="L1 cache: seconds an answer stays")
+    cache_max_entries: int = Field(100_000, gt=0, description="L1 cache: LRU bound (~300 B each)")
+    max_inflight: int = Field(16, ge=0, description="scoring requests served at once per worker "
+                              "before 503 + Retry-After (0: no limit)")
+    tracing: bool = Field(False, description="OpenTelemetry spans for the scoring endpoints")
 
     # -- Streaming ----------------------------------------------------------------------------
     stream_partitions: int = Field(4, description="transaction streams rtml:tx:0..N-1")

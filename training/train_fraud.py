@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from bentos.fraud.backends import ONNX_TOLERANCE, check_onnx, to_onnx
 from rtml.accel import xgboost_device
 from rtml.features import load_store, service_feature_names
 from rtml.settings import Settings
@@ -148,6 +149,10 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
         "decline": threshold_at_fpr(y_valid, valid_score, DECLINE_FPR),
     }
     model_metrics = evaluate(test_df, score(test_df))
+    # Serving may run the trees in ONNX Runtime: export now and refuse a graph that scores the
+    # held-out payments differently (raises OnnxMismatchError; nothing is saved).
+    onnx_model = to_onnx(booster, len(features))
+    onnx_diff = check_onnx(booster, onnx_model, test_df[features].to_numpy(dtype=np.float32))
     baseline_metrics = evaluate(test_df, test_df["amount"].to_numpy())
     start = pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["event_timestamp"])[
         "event_timestamp"].min().normalize()
@@ -167,6 +172,8 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
         "rows": {"train": len(train_df), "valid": len(valid_df), "test": len(test_df)},
         "fraud_share_test": float(test_df["is_fraud"].mean()),
         "thresholds": thresholds,
+        "onnx": {"max_abs_diff_test": onnx_diff, "tolerance": ONNX_TOLERANCE,
+                 "bytes": len(onnx_model)},
         "xgboost": model_metrics,
         "baseline_amount_rule": baseline_metrics,
     }
@@ -174,6 +181,7 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
         MODEL_NAME,
         booster,
         labels={"feature_service": service_name},
+        custom_objects={"onnx": onnx_model},  # the same trees for ONNX Runtime, checked above
         metadata={
             "feature_service": service_name,
             "features": features,

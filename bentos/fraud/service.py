@@ -1,19 +1,23 @@
 """Fraud scoring service: `bentoml serve bentos.fraud.service:FraudService` from the repo root.
 
 Per request: validate -> one Redis round trip for every view of the model's FeatureService ->
-the model through BentoML's adaptive batcher (requests arriving together share one XGBoost call)
--> decision and reasons. A slow or failed feature read or model call answers `approve` with
-`fallback: true` and the reason: a payment is never blocked by our outage. Every response carries
-`Server-Timing` with its stage times; every decision goes to the prediction log off the path.
+the L1 cache (when on) -> the model through BentoML's adaptive batcher (requests arriving together
+share one call, on the backend measured fastest for its size) -> decision and reasons. A slow or
+failed feature read or model call answers `approve` with `fallback: true` and the reason: a
+payment is never blocked by our outage. Every response carries
+`Server-Timing` with its stage times (`model;desc=` names the backend, `cache;desc=` hit or
+miss); every decision goes to the prediction log off the path. Past `RTML_MAX_INFLIGHT` scoring
+requests in flight, new ones get 503 + `Retry-After` at once (`rtml.asgi.Admission`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import logging
 import time
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -25,8 +29,9 @@ from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bentos.fraud.model import FraudModel
-from rtml.asgi import NOT_READY, BodyLimit, Readiness
+from bentos.fraud.cache import L1Cache, row_key
+from bentos.fraud.model import BackendUnavailable, FraudModel
+from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness
 from rtml.features import OnlineReader, load_store
 from rtml.metrics import record_request
 from rtml.predlog import PredictionLog
@@ -51,6 +56,29 @@ DEFAULT_FEATURES: dict[str, float] = {
 }
 _OVERLOADED = object()
 _settings = Settings()
+SCORING_PATHS = ("/score", "/score_batch")
+# A child of "bentoml": BentoML configures that logger in each worker, so the line is seen.
+log = logging.getLogger(f"bentoml.{SERVICE}")
+
+
+@functools.cache
+def _metrics() -> Any:
+    """Prometheus series of this worker, created once and only inside it.
+
+    prometheus_client picks multiprocess mode when first imported, which must happen after
+    BentoML has set PROMETHEUS_MULTIPROC_DIR in the worker, or /metrics never shows them.
+    BentoML's own `bentoml_service_adaptive_batch_size` covers `batchable=True` APIs only; the
+    service calls CorkDispatcher itself, so it records its batch sizes here.
+    """
+    import prometheus_client as prom
+
+    return (
+        prom.Histogram("rtml_batch_size", "rows per model call (adaptive batches and "
+                       "/score_batch requests)", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512,
+                                                          1024)),
+        prom.Counter("rtml_l1_cache_lookups", "L1 cache lookups, one per feature row",
+                     ["result"]),
+    )
 
 
 class Reason(BaseModel):
@@ -95,6 +123,9 @@ class _Breaker:
     workers=_settings.serve_workers,
     traffic={"timeout": 10},
     logging={"access": {"enabled": False}},  # per-request log lines cost more than the model
+    # BentoML wraps every request in an OpenTelemetry span even with no exporter configured;
+    # the scoring paths skip it unless RTML_TRACING=true (see docs/benchmarks.md).
+    tracing={"excluded_urls": [] if _settings.tracing else list(SCORING_PATHS)},
 )
 class FraudService:
     """Scores card payments inside the 50 ms budget; see the module docstring."""
@@ -105,10 +136,13 @@ class FraudService:
         self.reader: OnlineReader | None = None
         problems = []
         try:
-            self.model = FraudModel.load(s.fraud_model_tag)
+            self.model = FraudModel.load(s.fraud_model_tag, backend=s.model_backend)
+            log.info("fraud model %s: %s", self.model.version, self.model.router.describe())
         except bentoml.exceptions.NotFound:
             problems.append(f"no model {s.fraud_model_tag!r} in the BentoML model store "
                             "(train one: `rtml train fraud`)")
+        except BackendUnavailable as exc:
+            problems.append(f"model backend: {exc}")
         if self.model is not None:
             try:
                 self.reader = OnlineReader(store=load_store(s),
@@ -133,7 +167,9 @@ class FraudService:
         self.log = PredictionLog(client=self.redis, stream=s.prediction_stream,
                                  maxlen=s.prediction_stream_maxlen,
                                  flush_ms=s.prediction_log_flush_ms)
-        self.batch_sizes: Counter[int] = Counter()  # model batch size -> calls (bounded)
+        self.batch_size_hist, self.cache_lookups = _metrics()
+        self.cache: L1Cache[tuple[float, np.ndarray | None]] | None = (
+            L1Cache(ttl_s=s.cache_ttl_s, max_entries=s.cache_max_entries) if s.cache else None)
         # Feast, BentoML and XGBoost leave ~10^6 long-lived objects; a full collection walking
         # them stalled the loop for 30-300 ms every few seconds under load. Freeze them out of the
         # collector's view now, and again once the first requests have built BentoML's lazy state.
@@ -156,16 +192,17 @@ class FraudService:
         """
         assert self.model is not None
         x = np.vstack(inputs) if len(inputs) > 1 else inputs[0]
-        self.batch_sizes[len(x)] += 1
+        self.batch_size_hist.observe(len(x))
         scores = self.model.predict(x)
         flagged = np.flatnonzero(scores >= self.model.review_threshold)
         contribs = self.model.contributions(x[flagged]) if len(flagged) else None
+        backend = self.model.backend_for(len(x))
         out, i = [], 0
         for part in inputs:
             n = len(part)
             mine = {int(j) - i: contribs[k] for k, j in enumerate(flagged)
                     if i <= j < i + n} if contribs is not None else {}
-            out.append((scores[i:i + n], mine))
+            out.append((scores[i:i + n], mine, backend))
             i += n
         return out
 
@@ -189,8 +226,17 @@ class FraudService:
         finally:
             timings["features"] = (time.perf_counter() - t0) * 1000
 
-    async def _model(self, x: np.ndarray, timings: dict[str, float]):
+    async def _model(self, x: np.ndarray, timings: dict[str, float], notes: dict[str, str]):
+        """(scores, {row: contributions}) for the rows of `x`, or (None, fallback reason)."""
         t0 = time.perf_counter()
+        try:
+            if self.cache is None:
+                return await self._call_model(x, notes)
+            return await self._cached(x, notes)
+        finally:
+            timings["model"] = (time.perf_counter() - t0) * 1000
+
+    async def _call_model(self, x: np.ndarray, notes: dict[str, str]):
         try:
             if self.settings.batching:
                 result = await asyncio.wait_for(self._dispatch(x),
@@ -199,13 +245,35 @@ class FraudService:
                 result = (await self._predict_batch((x,)))[0]
             if result is _OVERLOADED or result is None:
                 return None, "model_overloaded: batch could not meet its latency budget"
-            return result, None
+            scores, contribs, notes["model"] = result
+            return (scores, contribs), None
         except TimeoutError:
             return None, f"model_timeout: over {self.settings.model_timeout_ms:g} ms"
         except Exception as exc:
             return None, f"model_error: {type(exc).__name__}: {exc}"[:200]
-        finally:
-            timings["model"] = (time.perf_counter() - t0) * 1000
+
+    async def _cached(self, x: np.ndarray, notes: dict[str, str]):
+        """Rows answered within the TTL come from the L1 cache; only the others reach the model."""
+        assert self.cache is not None and self.model is not None
+        keys = [row_key(self.model.version, row) for row in x]
+        found = [self.cache.get(k) for k in keys]
+        missed = [i for i, f in enumerate(found) if f is None]
+        hits = len(keys) - len(missed)
+        if hits:
+            self.cache_lookups.labels(result="hit").inc(hits)
+        if missed:
+            self.cache_lookups.labels(result="miss").inc(len(missed))
+        notes["cache"] = "hit" if not missed else "miss" if not hits else "partial"
+        if missed:
+            result, reason = await self._call_model(x[missed] if hits else x, notes)
+            if result is None:
+                return None, reason
+            scores, contribs = result
+            for j, i in enumerate(missed):
+                found[i] = (float(scores[j]), contribs.get(j))
+                self.cache.put(keys[i], found[i])
+        return (np.array([f[0] for f in found]),
+                {i: f[1] for i, f in enumerate(found) if f[1] is not None}), None
 
     async def _score(self, txs: list[Transaction], ctx: bentoml.Context) -> list[Decision]:
         t0 = time.perf_counter()
@@ -213,6 +281,7 @@ class FraudService:
         if self._requests in (1, 200):
             gc.freeze()  # cheap (no collection): moves today's survivors out of every pass
         timings: dict[str, float] = {}
+        notes: dict[str, str] = {}  # Server-Timing descriptions: backend, cache hit/miss
         rows = [tx.model_dump() for tx in txs]
         feats, reason = await self._features(rows, timings)
         model_out = None
@@ -220,7 +289,8 @@ class FraudService:
         if feats is not None:
             assert self.reader is not None
             vectors = [self.reader.vector(f) for f in feats]
-            model_out, reason = await self._model(np.asarray(vectors, dtype=np.float32), timings)
+            model_out, reason = await self._model(np.asarray(vectors, dtype=np.float32), timings,
+                                                  notes)
         decisions = []
         for i, tx in enumerate(txs):
             if model_out is None:
@@ -239,7 +309,9 @@ class FraudService:
                 defaults_used=feats[i].missing_views))
         timings["total"] = (time.perf_counter() - t0) * 1000
         ctx.response.headers["Server-Timing"] = ", ".join(
-            f"{k};dur={v:.3f}" for k, v in timings.items())
+            [f"{k};dur={v:.3f}" + (f";desc={notes[k]}" if k in notes else "")
+             for k, v in timings.items()]
+            + [f"{k};desc={v}" for k, v in notes.items() if k not in timings])
         self._log(txs, decisions, feats, timings)
         record_request(service=SERVICE, timings_ms=timings, decisions=decisions,
                        event_times=[f.event_times for f in feats] if feats else [])
@@ -278,5 +350,8 @@ class FraudService:
         return await self._score(transactions, ctx)
 
 
+# Outermost first: a shed request costs no body read.
+FraudService.add_asgi_middleware(Admission, max_inflight=_settings.max_inflight,
+                                 paths=SCORING_PATHS)
 FraudService.add_asgi_middleware(BodyLimit, max_bytes=_settings.max_body_bytes)
 FraudService.add_asgi_middleware(Readiness, service=SERVICE)

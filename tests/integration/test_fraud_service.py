@@ -33,8 +33,14 @@ def known(stack: Settings) -> dict:
 
 
 def _timing(resp: httpx.Response) -> dict[str, float]:
-    parts = [p.strip().split(";dur=") for p in resp.headers["server-timing"].split(",")]
-    return {name: float(dur) for name, dur in parts}
+    """Stage -> ms from `Server-Timing` (entries without `dur`, e.g. `cache;desc=hit`, skipped)."""
+    out = {}
+    for entry in resp.headers["server-timing"].split(","):
+        name, *params = (p.strip() for p in entry.split(";"))
+        durs = [float(p[4:]) for p in params if p.startswith("dur=")]
+        if durs:
+            out[name] = durs[0]
+    return out
 
 
 def test_score_answers_a_model_decision_from_online_features(client, known):

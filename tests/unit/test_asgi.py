@@ -1,4 +1,4 @@
-"""`BodyLimit` and `Readiness` driven directly with hand-written ASGI plumbing."""
+"""`BodyLimit`, `Readiness` and `Admission` driven directly with hand-written ASGI plumbing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rtml.asgi import NOT_READY, BodyLimit, Readiness
+from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness
 
 LIMIT = 100
 
@@ -188,3 +188,89 @@ class CatchAllApp(EchoApp):
 def test_chunked_body_over_limit_is_413_even_behind_a_catch_all_handler():
     result = _call(BodyLimit(CatchAllApp(), max_bytes=LIMIT), chunks=[b"a" * 60, b"b" * 60])
     _assert_413(*result)
+
+
+class HeldApp:
+    """Answers 200 only when the test releases it: requests stay in flight meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.entered += 1
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _request(app, path: str = "/score") -> tuple[int, dict[bytes, bytes], bytes]:
+    scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+def test_admission_sheds_past_the_limit_with_503_retry_after_and_a_reason():
+    async def scenario():
+        inner = HeldApp()
+        app = Admission(inner, max_inflight=2, paths=("/score", "/score_batch"))
+        held = [asyncio.create_task(_request(app)), asyncio.create_task(_request(app, "/score"))]
+        await asyncio.sleep(0)
+        assert app.inflight == 2
+        shed = await asyncio.wait_for(_request(app, "/score_batch"), 1)  # answered at once
+        # Health, readiness and metrics are never counted nor shed: they reach the app.
+        probe = asyncio.create_task(_request(app, "/readyz"))
+        await asyncio.sleep(0)
+        entered_while_full = inner.entered
+        inner.release.set()
+        done = await asyncio.gather(*held, probe)
+        after = await _request(app)
+        return app, shed, entered_while_full, done, after
+
+    app, (status, headers, body), entered_while_full, done, after = asyncio.run(scenario())
+    assert status == 503
+    assert headers[b"retry-after"] == b"1"
+    assert headers[b"content-type"] == b"application/json"
+    payload = json.loads(body)
+    assert payload["reason"] == "max_inflight" and "RTML_MAX_INFLIGHT" in payload["error"]
+    assert entered_while_full == 3  # two scoring requests + the readiness probe
+    assert [d[0] for d in done] == [200, 200, 200]
+    assert after[0] == 200  # capacity comes back when requests finish
+    assert app.inflight == 0 and app.shed == 1
+
+
+def test_admission_frees_its_slot_when_the_app_fails():
+    async def failing(scope, receive, send):
+        raise RuntimeError("boom")
+
+    app = Admission(failing, max_inflight=1, paths=("/score",))
+
+    async def twice():
+        for _ in range(2):
+            with pytest.raises(RuntimeError):
+                await _request(app)
+
+    asyncio.run(twice())
+    assert app.inflight == 0 and app.shed == 0
+
+
+def test_admission_limit_zero_means_no_limit():
+    async def scenario():
+        inner = HeldApp()
+        app = Admission(inner, max_inflight=0, paths=("/score",))
+        tasks = [asyncio.create_task(_request(app)) for _ in range(50)]
+        await asyncio.sleep(0)
+        inner.release.set()
+        return await asyncio.gather(*tasks)
+
+    assert {r[0] for r in asyncio.run(scenario())} == {200}

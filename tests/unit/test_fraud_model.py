@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from bentos.fraud.backends import NativeBackend, Router
 from bentos.fraud.model import REASONS_PER_DECISION, FraudModel
 
 FEATURES = ["f0_amount_ratio", "f1", "f2", "f3", "f4"]
@@ -28,7 +29,8 @@ def booster() -> xgb.Booster:
 @pytest.fixture
 def model(booster) -> FraudModel:
     return FraudModel(booster=booster, version="fraud_model:test", feature_service="svc",
-                      features=list(FEATURES), review_threshold=0.3, decline_threshold=0.8)
+                      features=list(FEATURES), review_threshold=0.3, decline_threshold=0.8,
+                      router=Router({"xgboost": NativeBackend.on(booster, "cpu")}))
 
 
 @pytest.fixture(scope="module")
