@@ -1,4 +1,4 @@
-"""Live Prometheus metrics beyond BentoML's own: stages, fallbacks, cache, feature age, stream lag.
+"""Live Prometheus metrics beyond BentoML's own: stages, fallbacks, feature age, stream lag.
 
 BentoML serves `/metrics` from prometheus_client's multiprocess collector; its workers set
 `PROMETHEUS_MULTIPROC_DIR` only after importing the service module, so the metrics here are
@@ -9,7 +9,7 @@ Names (Grafana: monitoring/grafana/rtml-fraud.json):
   rtml_stage_seconds{service,stage}            histogram: features | model | total
   rtml_decisions_total{service,decision}       counter
   rtml_fallbacks_total{service,reason}         counter: reason = fallback kind (before ':')
-  rtml_cache_requests_total{service,cache,result}  counter: result = hit | miss
+  rtml_l1_cache_lookups_total{result}          counter (bentos/fraud/service.py): hit | miss
   rtml_feature_age_seconds{service,view}       histogram: age of the value served, per view
   rtml_stream_lag_seconds                      histogram: XADD -> readable in Feast
   rtml_monitor_*                               gauges written by `rtml monitor run` (textfile)
@@ -38,8 +38,6 @@ def _metrics() -> dict[str, Any]:
                                 ["service", "decision"]),
         "fallbacks": pc.Counter("rtml_fallbacks_total", "Fallback answers by reason",
                                 ["service", "reason"]),
-        "cache": pc.Counter("rtml_cache_requests_total", "Cache lookups",
-                            ["service", "cache", "result"]),
         "age": pc.Histogram("rtml_feature_age_seconds", "Age of served feature values",
                             ["service", "view"], buckets=AGE_BUCKETS),
         "lag": pc.Histogram("rtml_stream_lag_seconds", "Stream event to readable in Feast",
@@ -66,11 +64,6 @@ def record_request(*, service: str, timings_ms: Mapping[str, float],
                 m["age"].labels(service, view).observe(max(0.0, now_s - ts))
     except Exception:  # noqa: BLE001 - metrics must never fail a request
         pass
-
-
-def record_cache(*, service: str, hit: bool, cache: str = "l1") -> None:
-    """A cache lookup (the L1 request cache calls this)."""
-    _metrics()["cache"].labels(service, cache, "hit" if hit else "miss").inc()
 
 
 def record_stream_lag(lag_s: float) -> None:

@@ -238,7 +238,9 @@ class FraudService:
 
     async def _call_model(self, x: np.ndarray, notes: dict[str, str]):
         try:
-            if self.settings.batching:
+            # A request at least a full batch long is a batch already: the dispatcher cannot
+            # fit it (it answered such requests with a malformed result or an overload).
+            if self.settings.batching and len(x) < self.settings.batch_max_size:
                 result = await asyncio.wait_for(self._dispatch(x),
                                                 self.settings.model_timeout_ms / 1000)
             else:

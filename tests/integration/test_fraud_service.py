@@ -81,6 +81,18 @@ def test_score_batch_answers_each_transaction_in_order(client, known):
     assert resp.json()[3]["score"] == pytest.approx(single["score"], abs=1e-6)
 
 
+def test_a_batch_longer_than_the_batcher_takes_is_scored_not_refused(client, known):
+    """More rows than `RTML_BATCH_MAX_SIZE` (64) in one request: every row scored, in order."""
+    rows = [{**known, "transaction_id": f"long{i}", "amount": 5.0 + i} for i in range(150)]
+    resp = client.post("/score_batch", json={"transactions": rows})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert [d["transaction_id"] for d in body] == [r["transaction_id"] for r in rows]
+    assert not any(d["fallback"] for d in body), {d["fallback_reason"] for d in body}
+    single = client.post("/score", json=rows[100]).json()
+    assert body[100]["score"] == pytest.approx(single["score"], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
