@@ -131,10 +131,12 @@ def _step(p99=4.0, errors=None, fallbacks=0, achieved=100.0, target=100.0, reque
             "achieved_rps": achieved, "target_rps": target, "requests": requests, "batch": 1}
 
 
-def test_saturation_step_needs_budget_no_errors_few_fallbacks_and_keeping_up():
+def test_saturation_step_needs_budget_no_errors_few_sheds_and_fallbacks_and_keeping_up():
     assert step_ok(_step(), budget_ms=50)
     assert not step_ok(_step(p99=51.0), budget_ms=50)
-    assert not step_ok(_step(errors={"503": 1}), budget_ms=50)
+    assert step_ok(_step(errors={"503": 10}), budget_ms=50)  # 1% shed by admission control
+    assert not step_ok(_step(errors={"503": 11}), budget_ms=50)
+    assert not step_ok(_step(errors={"500": 1}), budget_ms=50)
     assert step_ok(_step(fallbacks=10), budget_ms=50)  # 1%
     assert not step_ok(_step(fallbacks=11), budget_ms=50)
     assert not step_ok(_step(achieved=90.0), budget_ms=50)
