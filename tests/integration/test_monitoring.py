@@ -155,3 +155,43 @@ def test_freshness_fails_when_the_stream_stops_and_passes_when_it_writes(stack: 
     running = check()
     assert running["customer_fresh"] == running["terminal_fresh"] == "fresh"
     assert running["failed"] == ""
+
+
+def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, env,
+                                                               tmp_path: Path):
+    """The Bytewax flow writes, the check passes; kill the flow, and the check fails."""
+    import os
+    import signal
+
+    from pipelines.produce import produce
+    from tests.integration.test_fresh_flow import _flow_process, recent_events
+
+    store = load_store(stack)
+    specs = view_specs(store, "fraud_model_v2", stream_max_age_s=3, batch_grace_h=6)
+    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+
+    def streamed_status() -> dict[str, str]:
+        section = freshness(specs=specs, request_ages=pd.DataFrame(), client=client,
+                            project=store.config.project, out_dir=tmp_path)
+        views = section.figures["views"]
+        return {v: views[v]["status"] for v in ("customer_fresh", "terminal_fresh")}
+
+    tx = recent_events(400, seed=8, customers=30)
+    tx["customer_id"] += 930_000
+    flow = _flow_process(env, tmp_path / "recovery")
+    try:
+        # Live traffic: a few events every half second until the flow has caught up with it.
+        deadline, sent = time.monotonic() + 90, 0
+        while (running := streamed_status()) != {"customer_fresh": "fresh",
+                                                 "terminal_fresh": "fresh"}:
+            assert time.monotonic() < deadline and sent < len(tx), running
+            produce(host=stack.redis_host, port=stack.redis_port,
+                    transactions=tx.iloc[sent:sent + 5], rate=1000, duration=None,
+                    partitions=stack.stream_partitions, progress=False)
+            sent += 5
+            time.sleep(0.5)
+    finally:
+        os.killpg(flow.pid, signal.SIGKILL)
+        flow.wait()
+    time.sleep(4)  # longer than the streamed views' 3 s limit, with nothing writing
+    assert streamed_status() == {"customer_fresh": "stale", "terminal_fresh": "stale"}
