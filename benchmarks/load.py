@@ -27,6 +27,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
+from rtml.asgi import parse_server_timing
 from rtml.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -87,15 +88,11 @@ def customer_mix(requests: list[dict[str, Any]]) -> dict[str, float]:
 def _server_timing(header: str | None) -> dict[str, float]:
     """`Server-Timing` entries (`name;dur=1.2;desc=...`) as name -> milliseconds."""
     out: dict[str, float] = {}
-    for entry in (header or "").split(","):
-        name, *params = (p.strip() for p in entry.split(";"))
-        for param in params:
-            key, _, value = param.partition("=")
-            if key == "dur":
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
+    for name, params in parse_server_timing(header).items():
+        try:
+            out[name] = float(params["dur"])
+        except (KeyError, ValueError):
+            pass
     return out
 
 

@@ -8,6 +8,7 @@ depending on its internals.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,19 @@ class BenchModel:
         if score >= self.decline:
             return "decline"
         return "review" if score >= self.review else "approve"
+
+    def answer_timed(self, transaction_id: str, values: dict[str, float], *, t0: float,
+                     timings: dict[str, float]) -> dict[str, Any]:
+        """Score `values` (feature name -> value) and record the features/model stage times.
+
+        `t0` is when the feature fetch started; it ended now.
+        """
+        t1 = time.perf_counter()
+        x = np.asarray([[values[f] for f in self.features]], dtype=np.float32)
+        answer = self.answer(transaction_id, x)
+        timings["features"] = (t1 - t0) * 1000
+        timings["model"] = (time.perf_counter() - t1) * 1000
+        return answer
 
     def answer(self, transaction_id: str, x: np.ndarray) -> dict[str, Any]:
         """The fraud service's answer shape for one row, reasons (TreeSHAP) for flagged rows."""

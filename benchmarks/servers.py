@@ -11,14 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import yaml
 
-from rtml.demo import stop_group
+from rtml.demo import stop_group, wait_ready
 from rtml.settings import REPO_ROOT, Settings
 
 BIN = Path(sys.executable).parent
@@ -61,18 +60,7 @@ def process(name: str, cmd: list[str], *, ready_url: str, log: Path,
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env={**os.environ, **(env or {})})
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise ServerError(f"{name} exited ({proc.returncode}) before answering; "
-                                  f"log: {log}\n{log.read_text()[-1500:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise ServerError(f"{name}: no answer on {ready_url} in {timeout_s:.0f}s; "
-                                  f"log: {log}")
-            time.sleep(0.25)
+        wait_ready(proc, ready_url, timeout_s=timeout_s, name=name, log=log, error=ServerError)
         yield ready_url
     finally:
         stop_group(proc)

@@ -27,6 +27,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
+from rtml.asgi import parse_server_timing
 from rtml.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,15 +50,6 @@ def requests_for(settings: Settings, n: int, *, repeat_share: float, seed: int =
     return out
 
 
-def _entries(header: str | None) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for entry in (header or "").split(","):
-        name, *params = (p.strip() for p in entry.split(";"))
-        if name:
-            out[name] = dict(p.partition("=")[::2] for p in params)
-    return out
-
-
 async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     rec: dict[str, Any] = {}
@@ -65,7 +57,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) 
         async with session.post(url, json=body) as resp:
             data = await resp.json(content_type=None)
             rec = {"status": resp.status, "retry_after": resp.headers.get("Retry-After"),
-                   "timing": _entries(resp.headers.get("Server-Timing"))}
+                   "timing": parse_server_timing(resp.headers.get("Server-Timing"))}
             if resp.status == 200:
                 rec["fallback"] = data["fallback"]
             elif resp.status == 503:

@@ -124,3 +124,13 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+
+
+def parse_server_timing(header: str | None) -> dict[str, dict[str, str]]:
+    """`Server-Timing: features;dur=0.5, cache;desc=hit` -> {name: {param: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    for entry in (header or "").split(","):
+        name, *params = (p.strip() for p in entry.split(";"))
+        if name:
+            out[name] = dict(param.partition("=")[::2] for param in params)
+    return out

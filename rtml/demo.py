@@ -31,6 +31,29 @@ def stop_group(proc: subprocess.Popen, *, timeout_s: float = 15.0) -> None:
         proc.wait()
 
 
+def wait_ready(proc: subprocess.Popen, ready_url: str, *, timeout_s: float, name: str,
+               log: Path, refused: bool = False, error: type[Exception] = RuntimeError) -> None:
+    """Poll `ready_url` until it answers 200; `error` if `proc` exits or time runs out.
+
+    `refused`: a 503 whose body names a `reason` (the fraud service's /readyz) is final, so
+    say it at once instead of waiting out the timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise error(f"{name} exited ({proc.returncode}) before answering; log: {log}\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            r = httpx.get(ready_url, timeout=1.0)
+            if r.status_code == 200:
+                return
+            if refused and r.status_code == 503 and "reason" in r.text:
+                raise error(f"{name} not ready: {r.json()['reason']}")
+        if time.monotonic() > deadline:
+            raise error(f"{name}: no answer on {ready_url} in {timeout_s:.0f}s; log: {log}")
+        time.sleep(0.25)
+
+
 def _step(name: str) -> float:
     print(f"\n== {name}", flush=True)
     return time.perf_counter()
@@ -55,20 +78,8 @@ def bentoml_serve(settings: Settings, *, port: int, log_path: Path,
             env={**os.environ, "RTML_REDIS_ADDRESS": settings.redis_address},
         )
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited ({proc.returncode}); see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                r = httpx.get(f"{url}/readyz", timeout=1.0)
-                if r.status_code == 200:
-                    break
-                if r.status_code == 503 and "reason" in r.text:
-                    raise RuntimeError(f"service not ready: {r.json()['reason']}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no answer on {url}/readyz in {ready_timeout_s:.0f}s; see "
-                                   f"{log_path}")
-            time.sleep(0.25)
+        wait_ready(proc, f"{url}/readyz", timeout_s=ready_timeout_s, name="bentoml serve",
+                   log=log_path, refused=True)
         yield url
     finally:
         stop_group(proc)

@@ -9,7 +9,8 @@ Names (Grafana: monitoring/grafana/rtml-fraud.json):
   rtml_stage_seconds{service,stage}            histogram: features | model | total
   rtml_decisions_total{service,decision}       counter
   rtml_fallbacks_total{service,reason}         counter: reason = fallback kind (before ':')
-  rtml_l1_cache_lookups_total{result}          counter (bentos/fraud/service.py): hit | miss
+  rtml_batch_size                              histogram: rows per model call
+  rtml_l1_cache_lookups_total{result}          counter: hit | miss (one per feature row)
   rtml_feature_age_seconds{service,view}       histogram: age of the value served, per view
   rtml_stream_lag_seconds                      histogram: XADD -> readable in Feast
   rtml_monitor_*                               gauges written by `rtml monitor run` (textfile)
@@ -38,6 +39,11 @@ def _metrics() -> dict[str, Any]:
                                 ["service", "decision"]),
         "fallbacks": pc.Counter("rtml_fallbacks_total", "Fallback answers by reason",
                                 ["service", "reason"]),
+        "batch_size": pc.Histogram(
+            "rtml_batch_size", "rows per model call (adaptive batches and /score_batch requests)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)),
+        "l1_cache": pc.Counter("rtml_l1_cache_lookups", "L1 cache lookups, one per feature row",
+                               ["result"]),
         "age": pc.Histogram("rtml_feature_age_seconds", "Age of served feature values",
                             ["service", "view"], buckets=AGE_BUCKETS),
         "lag": pc.Histogram("rtml_stream_lag_seconds", "Stream event to readable in Feast",
@@ -110,3 +116,13 @@ def write_monitor_gauges(summary: Mapping[str, Any], path: Any) -> None:
         if info.get("online_newest_age_s") is not None:
             age.labels(model, view).set(info["online_newest_age_s"])
     pc.write_to_textfile(str(path), registry)
+
+
+def serving_metrics() -> tuple[Any, Any]:
+    """(batch-size histogram, L1 cache lookup counter) for the fraud service's own calls.
+
+    BentoML's `bentoml_service_adaptive_batch_size` covers `batchable=True` APIs only; the fraud
+    service drives CorkDispatcher itself, so it records its batch sizes here.
+    """
+    m = _metrics()
+    return m["batch_size"], m["l1_cache"]

@@ -13,7 +13,6 @@ requests in flight, new ones get 503 + `Retry-After` at once (`rtml.asgi.Admissi
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import time
@@ -33,7 +32,7 @@ from bentos.fraud.cache import L1Cache, row_key
 from bentos.fraud.model import BackendUnavailable, FraudModel
 from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness
 from rtml.features import OnlineReader, load_store
-from rtml.metrics import record_request
+from rtml.metrics import record_request, serving_metrics
 from rtml.predlog import PredictionLog
 from rtml.schemas import EXAMPLE_TRANSACTION, Transaction
 from rtml.settings import Settings
@@ -59,26 +58,6 @@ _settings = Settings()
 SCORING_PATHS = ("/score", "/score_batch")
 # A child of "bentoml": BentoML configures that logger in each worker, so the line is seen.
 log = logging.getLogger(f"bentoml.{SERVICE}")
-
-
-@functools.cache
-def _metrics() -> Any:
-    """Prometheus series of this worker, created once and only inside it.
-
-    prometheus_client picks multiprocess mode when first imported, which must happen after
-    BentoML has set PROMETHEUS_MULTIPROC_DIR in the worker, or /metrics never shows them.
-    BentoML's own `bentoml_service_adaptive_batch_size` covers `batchable=True` APIs only; the
-    service calls CorkDispatcher itself, so it records its batch sizes here.
-    """
-    import prometheus_client as prom
-
-    return (
-        prom.Histogram("rtml_batch_size", "rows per model call (adaptive batches and "
-                       "/score_batch requests)", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512,
-                                                          1024)),
-        prom.Counter("rtml_l1_cache_lookups", "L1 cache lookups, one per feature row",
-                     ["result"]),
-    )
 
 
 class Reason(BaseModel):
@@ -167,7 +146,7 @@ class FraudService:
         self.log = PredictionLog(client=self.redis, stream=s.prediction_stream,
                                  maxlen=s.prediction_stream_maxlen,
                                  flush_ms=s.prediction_log_flush_ms)
-        self.batch_size_hist, self.cache_lookups = _metrics()
+        self.batch_size_hist, self.cache_lookups = serving_metrics()
         self.cache: L1Cache[tuple[float, np.ndarray | None]] | None = (
             L1Cache(ttl_s=s.cache_ttl_s, max_entries=s.cache_max_entries) if s.cache else None)
         # Feast, BentoML and XGBoost leave ~10^6 long-lived objects; a full collection walking

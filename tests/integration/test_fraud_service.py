@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from bentos.fraud.service import EXAMPLE_INPUT
+from rtml.asgi import parse_server_timing
 from rtml.predlog import drain
 from rtml.redis_server import start_embedded, stop_embedded
 from rtml.settings import Settings
@@ -34,13 +35,9 @@ def known(stack: Settings) -> dict:
 
 def _timing(resp: httpx.Response) -> dict[str, float]:
     """Stage -> ms from `Server-Timing` (entries without `dur`, e.g. `cache;desc=hit`, skipped)."""
-    out = {}
-    for entry in resp.headers["server-timing"].split(","):
-        name, *params = (p.strip() for p in entry.split(";"))
-        durs = [float(p[4:]) for p in params if p.startswith("dur=")]
-        if durs:
-            out[name] = durs[0]
-    return out
+    return {name: float(params["dur"])
+            for name, params in parse_server_timing(resp.headers["server-timing"]).items()
+            if "dur" in params}
 
 
 def test_score_answers_a_model_decision_from_online_features(client, known):

@@ -12,6 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from rtml.asgi import parse_server_timing
 from rtml.settings import Settings
 from tests.integration.conftest import REPO_ROOT, bentoml_serve
 
@@ -35,13 +36,9 @@ def known(stack: Settings) -> dict:
 
 def _descs(resp: httpx.Response) -> dict[str, str]:
     """Server-Timing entry -> its `desc` (backend name, cache hit/miss)."""
-    out = {}
-    for entry in resp.headers["server-timing"].split(","):
-        name, *params = (p.strip() for p in entry.split(";"))
-        for p in params:
-            if p.startswith("desc="):
-                out[name] = p[5:]
-    return out
+    return {name: params["desc"]
+            for name, params in parse_server_timing(resp.headers["server-timing"]).items()
+            if "desc" in params}
 
 
 def test_a_repeated_identical_request_is_answered_from_the_cache(tuned_url, known):

@@ -132,6 +132,12 @@ def _push_fresh(stack: Settings, at: datetime) -> None:
         store.push(source, frame.assign(event_timestamp=pd.Timestamp(at)))
 
 
+def _online_freshness(store, specs, client: redis.Redis, out_dir: Path):
+    """The freshness section over the online store alone (no request log)."""
+    return freshness(specs=specs, request_ages=pd.DataFrame(), client=client,
+                     project=store.config.project, out_dir=out_dir)
+
+
 def test_freshness_fails_when_the_stream_stops_and_passes_when_it_writes(stack: Settings,
                                                                          tmp_path: Path):
     store = load_store(stack)
@@ -139,8 +145,7 @@ def test_freshness_fails_when_the_stream_stops_and_passes_when_it_writes(stack: 
     client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
 
     def check() -> dict[str, str]:
-        section = freshness(specs=specs, request_ages=pd.DataFrame(), client=client,
-                            project=store.config.project, out_dir=tmp_path)
+        section = _online_freshness(store, specs, client, tmp_path)
         return {v: info["status"] for v, info in section.figures["views"].items()} | {
             "failed": ",".join(c["name"] for c in section.checks if c["status"] == "fail")}
 
@@ -171,9 +176,7 @@ def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, 
     client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
 
     def streamed_status() -> dict[str, str]:
-        section = freshness(specs=specs, request_ages=pd.DataFrame(), client=client,
-                            project=store.config.project, out_dir=tmp_path)
-        views = section.figures["views"]
+        views = _online_freshness(store, specs, client, tmp_path).figures["views"]
         return {v: views[v]["status"] for v in ("customer_fresh", "terminal_fresh")}
 
     tx = recent_events(400, seed=8, customers=30)
