@@ -5,7 +5,10 @@
 
 Every event updates its customer's 10-minute and 1-hour windows and its terminal's 1-hour count
 and emits the new values at once; a timer re-emits when old tiles leave a window, so a quiet
-customer's count decays to zero instead of freezing. The window arithmetic lives in
+customer's count decays to zero instead of freezing. Windows are evaluated at the wall clock (or
+the key's watermark, if later), never at an event's own time: a flow catching up on a backlog
+serves what the last 10 minutes / hour hold *now*, and each row is stamped with that instant
+(strictly increasing per key, as Feast's Redis store requires). The window arithmetic lives in
 `pipelines.fresh_aggregates` (engine-free), which the offline backfill shares.
 """
 
@@ -34,10 +37,16 @@ from pipelines.fresh_aggregates import (
 )
 from pipelines.redis_streams import dead_letter
 from rtml.events import BadEventError, TxEvent, decode
+from rtml.metrics import stream_event_counter
 
 # (push source, entity id, feature values, event time, XADD time in ms) — what reaches the sink.
 Row = tuple[str, int, dict[str, Any], datetime, int]
 ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def wall_clock() -> datetime:
+    """Now, in UTC: the instant an emission's windows are evaluated at."""
+    return datetime.now(UTC)
 
 
 def xadd_ms(entry_id: str) -> int:
@@ -45,13 +54,14 @@ def xadd_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def parse(entry: tuple[str, dict[str, str]]) -> tuple[TxEvent, int] | tuple[dict[str, str], str]:
-    """`(event, xadd_ms)` for a good entry, `(fields, reason)` for a bad one."""
+def parse(entry: tuple[str, dict[str, str]]
+          ) -> tuple[TxEvent, int] | tuple[dict[str, str], str, str]:
+    """`(event, xadd_ms)` for a good entry, `(fields, reason, entry id)` for a bad one."""
     entry_id, fields = entry
     try:
         return decode(fields), xadd_ms(entry_id)
     except BadEventError as exc:
-        return fields, str(exc)
+        return fields, str(exc), entry_id
 
 
 # (frozen window state, last emitted event time, entity id): what a key's snapshot holds.
@@ -81,17 +91,26 @@ class WindowLogic(StatefulLogic[tuple[TxEvent, int], Row, Snapshot]):
     def on_item(self, value: tuple[TxEvent, int]) -> tuple[list[Row], bool]:
         event, self.last_xadd_ms = value
         self.entity = self.entity_of(event)
-        values = on_event(self.state, event)
-        if values is None:  # a replayed duplicate, or later than the allowed lateness
-            return [], StatefulLogic.RETAIN
-        return [self._row(values, event.event_time)], StatefulLogic.RETAIN
+        state = self.state
+        before = (state.duplicates, state.late_dropped, state.expired)
+        counted = on_event(state, event, wall_clock())
+        if counted is None:  # a replayed duplicate, too late, or already out of every window
+            outcome = ("duplicate" if state.duplicates > before[0] else
+                       "late" if state.late_dropped > before[1] else "expired")
+            stream_event_counter(self.push_source, outcome).inc()
+            return [], self._keep()
+        stream_event_counter(self.push_source, "counted").inc()
+        return [self._row(*counted)], StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Row], bool]:
-        now = datetime.now(UTC)
-        values = on_timer(self.state, now)
+        counted = on_timer(self.state, wall_clock())
         self.last_xadd_ms = 0  # a decay is not an event: no freshness sample
-        rows = [self._row(values, now)]
-        return rows, StatefulLogic.DISCARD if self.state.is_empty() else StatefulLogic.RETAIN
+        return [self._row(*counted)], self._keep()
+
+    def _keep(self) -> bool:
+        # A key with no tile left has nothing to decay; its last row (all zeros, or none at all)
+        # stays online. Its next row is stamped with the wall clock, so Feast takes it.
+        return StatefulLogic.DISCARD if self.state.is_empty() else StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return self.state.next_expiry()
@@ -109,18 +128,27 @@ def _builder(push_source: str, entity_of: Callable[[TxEvent], int],
     return build
 
 
-class _DeadLetterPartition(StatelessSinkPartition[tuple[dict[str, str], str]]):
+BadEntry = tuple[dict[str, str], str, str]  # (fields, reason, source entry id)
+
+
+class _DeadLetterPartition(StatelessSinkPartition[BadEntry]):
     def __init__(self, host: str, port: int) -> None:
         self.client = redis.Redis(host=host, port=port, decode_responses=True)
 
-    def write_batch(self, items: list[tuple[dict[str, str], str]]) -> None:
-        for fields, reason in items:
-            until_redis_answers(lambda f=fields, r=reason: dead_letter(self.client, f, r),
-                                "dead letter")
+    def write_batch(self, items: list[BadEntry]) -> None:
+        for fields, reason, entry_id in items:
+            until_redis_answers(
+                lambda f=fields, r=reason, i=entry_id: dead_letter(self.client, f, r,
+                                                                   source_id=i),
+                "dead letter")
 
 
-class DeadLetterSink(DynamicSink[tuple[dict[str, str], str]]):
-    """Malformed events, with the reason, to the dead-letter stream."""
+class DeadLetterSink(DynamicSink[BadEntry]):
+    """Malformed events, with the reason, to the dead-letter stream, once per source entry.
+
+    A flow restarted from recovery reads again the entries after its last snapshot; the dead
+    letter of one it had already refused is not written twice (`dead_letter(source_id=...)`).
+    """
 
     def __init__(self, *, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -130,12 +158,12 @@ class DeadLetterSink(DynamicSink[tuple[dict[str, str], str]]):
         return _DeadLetterPartition(self.host, self.port)
 
 
-def build_flow(source: Source, sink: Sink[Row], dead_letters: Sink[tuple[dict[str, str], str]],
+def build_flow(source: Source, sink: Sink[Row], dead_letters: Sink[BadEntry],
                *, allowed_lateness: timedelta = timedelta(seconds=60)) -> Dataflow:
     """The dataflow, top to bottom; shapes after each step in the comments."""
     flow = Dataflow("fraud_fresh")
     entries = op.input("read_events", flow, source)  # (entry_id, {field: str})
-    parsed = op.map("parse_events", entries, parse)  # (TxEvent, xadd_ms) | (fields, reason)
+    parsed = op.map("parse_events", entries, parse)  # (TxEvent, xadd_ms) | (fields, reason, id)
     split = op.branch("split_bad_events", parsed, lambda x: isinstance(x[0], TxEvent))
     op.output("write_dead_letters", split.falses, dead_letters)
     events = split.trues  # (TxEvent, xadd_ms)

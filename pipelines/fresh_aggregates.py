@@ -9,11 +9,21 @@ tile k satisfies ``tile(t) - W / 10 < k <= tile(t)``: the W / 10 tiles ending wi
 (partial) tile. Windows are exact to a tile, the documented trade-off: an event leaves the 10-minute
 window at the start of the tile 600 s after its own tile, i.e. 590 to 600 s after it happened.
 
-Lateness. The watermark is a key's newest event time. An event more than `allowed_lateness` behind
-it, or whose tile has already left every window (as of the later of the watermark and the last
-`expire`), is not counted and increments `late_dropped`. A transaction id already counted (a replay
-after a crash or rewind) is ignored and increments `duplicates`. Ids are remembered with their tile
-and forgotten with it, so state per key is at most `max window / TILE_SECONDS` tiles.
+What is online at wall time t (the contract serving reads and training must reproduce): the
+aggregate over the events the flow has seen whose tile lies in the window ending with tile(t). So
+the stream evaluates every emission at the later of the wall clock and the key's watermark, never
+at the event's own time: an event replayed from a backlog, hours behind the clock, updates the
+windows *as of now*. Values change at events and at the instants a tile leaves a window; the flow
+re-emits at those instants with timers, and the backfill writes a row at each of them too, so a
+point-in-time join of the backfill ("latest row at or before t") is the value the stream serves at
+t, including windows that have decayed since the customer's last payment.
+
+Lateness. The watermark is a key's newest counted event time. An event more than
+`allowed_lateness` behind it, or whose tile has already left every window (as of the later of the
+watermark and the clock), is not counted and increments `late_dropped` (`expired` for the latter).
+A transaction id already counted (a replay after a crash or rewind) is ignored and increments
+`duplicates`. Ids are remembered with their tile and forgotten with it, so state per key is at most
+`max window / TILE_SECONDS` tiles.
 """
 
 from __future__ import annotations
@@ -36,9 +46,10 @@ _TILE = timedelta(seconds=TILE_SECONDS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Aggregate = Literal["count", "sum", "mean"]
 Values = dict[str, float | int]
-# A WindowState's mutable parts: ((tile, count, amount sum, ids), ...), watermark, clock, counters.
+# A WindowState's mutable parts: ((tile, count, amount sum, ids), ...), watermark, clock, and the
+# counters late_dropped, duplicates, expired.
 Frozen = tuple[tuple[tuple[int, int, float, tuple[str, ...]], ...], "datetime | None",
-               "datetime | None", int, int]
+               "datetime | None", int, int, int]
 
 
 @dataclass(frozen=True)
@@ -91,22 +102,23 @@ class WindowState:
     seen: dict[str, int] = field(default_factory=dict)  # transaction id -> its tile
     watermark: datetime | None = None  # newest event time counted
     clock: datetime | None = None  # latest `expire` time
-    late_dropped: int = 0
-    duplicates: int = 0
+    late_dropped: int = 0  # behind the watermark by more than the allowed lateness
+    duplicates: int = 0  # an id already counted
+    expired: int = 0  # its tile had left every window when it arrived
 
     def __post_init__(self) -> None:
         if not isinstance(self.allowed_lateness, timedelta):
             self.allowed_lateness = timedelta(seconds=float(self.allowed_lateness))
         self.horizon = max(self.spec.windows.values()) // TILE_SECONDS
 
-    def _now(self) -> datetime | None:
-        """The later of the watermark and the clock: what windows are evaluated against."""
+    def now(self) -> datetime | None:
+        """The later of the watermark and the clock: the instant windows are evaluated at."""
         if self.clock is None or (self.watermark is not None and self.watermark > self.clock):
             return self.watermark
         return self.clock
 
     def _first_kept(self) -> int | None:
-        now = self._now()
+        now = self.now()
         return None if now is None else tile_of(now) - self.horizon + 1
 
     def add(self, event_time: datetime, amount: float, transaction_id: str) -> bool:
@@ -116,10 +128,10 @@ class WindowState:
             return False
         tile = tile_of(event_time)
         first = self._first_kept()
-        if first is not None and (
-            tile < first
-            or (self.watermark is not None and event_time < self.watermark - self.allowed_lateness)
-        ):
+        if first is not None and tile < first:
+            self.expired += 1
+            return False
+        if self.watermark is not None and event_time < self.watermark - self.allowed_lateness:
             self.late_dropped += 1
             return False
         slot = self.tiles.get(tile)
@@ -169,7 +181,7 @@ class WindowState:
 
     def next_expiry(self) -> datetime | None:
         """The next instant a tile leaves a window (values change), after the watermark/clock."""
-        now = self._now()
+        now = self.now()
         if now is None or not self.order:
             return None
         current = tile_of(now)
@@ -191,11 +203,11 @@ class WindowState:
         """An immutable copy of the mutable parts, for snapshots (far cheaper than a deepcopy)."""
         return (tuple((tile, *self.tiles[tile][:2], tuple(self.tiles[tile][2]))
                       for tile in self.order),
-                self.watermark, self.clock, self.late_dropped, self.duplicates)
+                self.watermark, self.clock, self.late_dropped, self.duplicates, self.expired)
 
     def thaw(self, frozen: Frozen) -> WindowState:
         """Restore what `freeze` returned into this (fresh) state; returns self."""
-        tiles, self.watermark, self.clock, self.late_dropped, self.duplicates = frozen
+        tiles, self.watermark, self.clock, self.late_dropped, self.duplicates, self.expired = frozen
         self.tiles = {tile: [count, total, list(ids)] for tile, count, total, ids in tiles}
         self.order = [tile for tile, *_ in tiles]
         self.seen = {tid: tile for tile, _, _, ids in tiles for tid in ids}
@@ -216,73 +228,111 @@ def terminal_state(**kw: timedelta | float) -> WindowState:
     return WindowState(TERMINAL, **kw)  # type: ignore[arg-type]
 
 
-def on_event(state: WindowState, event: TxEvent) -> Values | None:
-    """The key's values as of its watermark after `event`; None when it was not counted."""
+def on_event(state: WindowState, event: TxEvent, now: datetime
+             ) -> tuple[Values, datetime] | None:
+    """`(values, at)` after counting `event` at wall time `now`; None when it was not counted.
+
+    `at` is the later of `now` and the key's watermark: a backlogged event (far behind the wall
+    clock) changes the windows as of now, not as of its own time.
+    """
+    state.expire(now)
     if not state.add(event.event_time, event.amount, event.transaction_id):
         return None
-    assert state.watermark is not None
-    return state.values(state.watermark)
+    at = state.now()
+    assert at is not None
+    return state.values(at), at
 
 
-def on_timer(state: WindowState, now: datetime) -> Values:
-    """Values as of the later of `now` and the watermark, after forgetting expired tiles."""
+def on_timer(state: WindowState, now: datetime) -> tuple[Values, datetime]:
+    """`(values, at)` as of the later of `now` and the watermark, after forgetting expired tiles."""
     state.expire(now)
-    at = now if state.watermark is None or now > state.watermark else state.watermark
-    return state.values(at)
+    at = state.now()
+    assert at is not None
+    return state.values(at), at
+
+
+def decays(state: WindowState, until: datetime) -> list[tuple[Values, datetime]]:
+    """Every change a quiet key goes through up to `until`: the rows the flow's timers emit."""
+    out = []
+    while (due := state.next_expiry()) is not None and due <= until:
+        out.append(on_timer(state, due))
+    return out
 
 
 _KINDS = {"customer": (CUSTOMER, "customer_fresh.parquet"),
           "terminal": (TERMINAL, "terminal_fresh.parquet")}
 
 
-def backfill(transactions: pd.DataFrame, *, kind: Literal["customer", "terminal"]
-             ) -> pd.DataFrame:
-    """One row per counted event, in event-time order: what the stream emits for it.
+def backfill(transactions: pd.DataFrame, *, kind: Literal["customer", "terminal"],
+             until: datetime | None = None) -> pd.DataFrame:
+    """The history of what the stream serves: a row per counted event and per decay.
 
-    `event_timestamp` is the event's time, bumped by 1 µs steps where an entity has ties so it is
-    strictly increasing per entity. Columns and dtypes follow `stream_sources.SCHEMAS`.
+    For each key, in event-time order, a row at each event (its windows as of that instant) and a
+    row at each instant a tile leaves a window before the key's next event or `until` (default:
+    the newest event time), with the decayed values: exactly what the flow emits when it keeps up
+    with the clock. So the latest row at or before t holds the windows as of t, which is what a
+    point-in-time join needs. `event_timestamp` is bumped by 1 µs where a key's instants tie, so it
+    is strictly increasing per key. Columns and dtypes follow `stream_sources.SCHEMAS`.
     """
     spec, file_name = _KINDS[kind]
     entity = f"{kind}_id"
     schema = SCHEMAS[file_name]
     tx = transactions.sort_values("event_timestamp", kind="stable")
-    times = pd.to_datetime(tx["event_timestamp"], utc=True)
-    states: dict[int, WindowState] = {}
-    last: dict[int, datetime] = {}
+    times = pd.DatetimeIndex(pd.to_datetime(tx["event_timestamp"], utc=True)).to_pydatetime()
+    if until is None:
+        until = max(times) if len(times) else datetime.now(UTC)
+    events: dict[int, list[TxEvent]] = {}
+    for tid, at, key, amount in zip(tx["transaction_id"].astype(str).tolist(), times.tolist(),
+                                    tx[entity].astype("int64").tolist(),
+                                    tx["amount"].astype("float64").tolist(), strict=True):
+        events.setdefault(key, []).append(
+            TxEvent(transaction_id=tid, customer_id=key, terminal_id=key, amount=amount,
+                    event_time=at))
     keys: list[int] = []
     stamps: list[datetime] = []
     columns: dict[str, list] = {name: [] for name in spec.features}
     step = timedelta(microseconds=1)
-    for tid, at, key, amount in zip(tx["transaction_id"].astype(str).tolist(),
-                                    pd.DatetimeIndex(times).to_pydatetime().tolist(),
-                                    tx[entity].astype("int64").tolist(),
-                                    tx["amount"].astype("float64").tolist(), strict=True):
-        state = states.get(key)
-        if state is None:
-            state = states[key] = WindowState(spec)
-        if not state.add(at, amount, tid):
-            continue
-        prev = last.get(key)
-        stamp = at if prev is None or at > prev else prev + step
-        last[key] = stamp
+
+    def emit(key: int, values: Values, at: datetime) -> None:
+        stamp = at if not stamps or keys[-1] != key or at > stamps[-1] else stamps[-1] + step
         keys.append(key)
         stamps.append(stamp)
-        for name, value in state.values(state.watermark).items():  # type: ignore[arg-type]
+        for name, value in values.items():
             columns[name].append(value)
+
+    for key, key_events in events.items():
+        state = WindowState(spec)
+        for event in key_events:
+            for values, at in decays(state, event.event_time):
+                emit(key, values, at)
+            counted = on_event(state, event, event.event_time)
+            if counted is not None:
+                emit(key, *counted)
+        for values, at in decays(state, until):
+            emit(key, values, at)
     data = {entity: keys, "event_timestamp": stamps, **columns}
     arrays = [pa.array(data[f.name], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema).to_pandas()
 
 
-def write_backfill(transactions_path: Path, out_dir: Path) -> dict[str, Path]:
-    """Backfill both views from a transactions parquet; returns {file stem: path}."""
+def write_backfill(transactions_path: Path, out_dir: Path, *, until: datetime | None = None
+                   ) -> dict[str, Path]:
+    """Backfill both views from a transactions parquet; returns {file stem: path}.
+
+    Decay rows run up to `until` (default: now, or the newest event if later), so the online
+    store loaded from these files holds the windows as of the load.
+    """
     tx = pd.read_parquet(transactions_path, columns=["transaction_id", "event_timestamp",
                                                      "customer_id", "terminal_id", "amount"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if until is None:
+        newest = pd.to_datetime(tx["event_timestamp"], utc=True).max()
+        until = datetime.now(UTC) if pd.isna(newest) else max(datetime.now(UTC),
+                                                                newest.to_pydatetime())
     paths: dict[str, Path] = {}
     for kind, (_, file_name) in _KINDS.items():
-        frame = backfill(tx, kind=kind)  # type: ignore[arg-type]
+        frame = backfill(tx, kind=kind, until=until)  # type: ignore[arg-type]
         table = pa.Table.from_pandas(frame, schema=SCHEMAS[file_name], preserve_index=False)
         paths[file_name.removesuffix(".parquet")] = out_dir / file_name
         pq.write_table(table, paths[file_name.removesuffix(".parquet")])

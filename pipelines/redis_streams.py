@@ -10,6 +10,7 @@ the last snapshot and a crash are read again: downstream state ignores repeated 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -121,12 +122,39 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
                                     batch_size=self.batch_size, idle_wait=self.idle_wait)
 
 
+# Atomically: remember the source entry (for `ttl` seconds) and XADD its dead letter, unless it
+# was remembered already. Both keys share a hash slot (`{stream}` tag), so this runs on a cluster.
+_DEAD_LETTER_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+end
+return false
+"""
+DEAD_LETTER_MEMORY_S = 7 * 24 * 3600
+
+
 def dead_letter(client: redis.Redis, fields: dict, reason: str, *,
-                stream: str = DEAD_LETTER_STREAM, maxlen: int = 100_000) -> None:
-    """XADD a refused event's original fields plus `reason` and `failed_at` (capped stream)."""
+                stream: str = DEAD_LETTER_STREAM, maxlen: int = 100_000,
+                source_id: str | None = None) -> bool:
+    """XADD a refused event's original fields plus `reason` and `failed_at` (capped stream).
+
+    With `source_id` (the event's stream entry id) the dead letter is written once: a replay of
+    the same entry after a restart finds it remembered (for `DEAD_LETTER_MEMORY_S`) and writes
+    nothing. The memory key also covers the fields, since entry ids repeat across partitions.
+    Returns whether a dead letter was written.
+    """
     entry = {_text(k): _text(v) for k, v in fields.items()}
     entry.update(reason=reason, failed_at=datetime.now(UTC).isoformat())
-    client.xadd(stream, entry, maxlen=maxlen, approximate=True)
+    if source_id is None:
+        client.xadd(stream, entry, maxlen=maxlen, approximate=True)
+        return True
+    digest = hashlib.blake2b(repr(sorted(entry.items() - {("failed_at", entry["failed_at"])}))
+                             .encode(), digest_size=8).hexdigest()
+    entry["source_id"] = source_id
+    seen = f"{{{stream}}}:seen:{source_id}:{digest}"
+    flat = [x for kv in entry.items() for x in kv]
+    return client.eval(_DEAD_LETTER_ONCE, 2, stream, seen, DEAD_LETTER_MEMORY_S, maxlen,
+                       *flat) is not None
 
 
 def _text(value: object) -> str:

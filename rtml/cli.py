@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -113,7 +112,12 @@ def materialize(
     every: Annotated[str | None, typer.Option(help="repeat, e.g. 24h or 30m")] = None,
     cron: Annotated[bool, typer.Option(help="print the crontab line and exit")] = False,
 ) -> None:
-    """`feast materialize-incremental <now>` into Redis, once or on a schedule."""
+    """Load the nightly features into Redis up to now, once or on a schedule.
+
+    Like `feast materialize-incremental`, but incremental from what *this* Redis holds (recorded
+    in the store, `rtml.online_store`), not from the registry's last run: a new or flushed Redis
+    gets a full load of every value still within its view's TTL.
+    """
     s = _settings()
     if cron:
         exe = os.path.join(os.path.dirname(sys.executable), "rtml")
@@ -121,12 +125,23 @@ def materialize(
                    f"{s.state_dir / 'materialize.log'} 2>&1")
         return
     _need_redis(s)
-    from rtml.features import load_store
+    import redis
 
+    from rtml.features import load_store
+    from rtml.online_store import materialize_window, record_materialized
+
+    client = redis.Redis(host=s.redis_host, port=s.redis_port, socket_timeout=5)
     period = _parse_every(every) if every else None
     while True:
         t0 = time.perf_counter()
-        load_store(s).materialize_incremental(end_date=datetime.now(UTC))
+        store = load_store(s)
+        now = datetime.now(UTC)
+        max_ttl = max((v.ttl for v in store.list_feature_views() if v.online and v.ttl),
+                      default=timedelta(days=1))
+        start, why = materialize_window(client, now=now, max_ttl=max_ttl)
+        typer.echo(f"materialize into {s.redis_address}: {why}", err=True)
+        store.materialize(start_date=start, end_date=now)
+        record_materialized(client, now)
         typer.echo(f"materialized in {time.perf_counter() - t0:.1f}s")
         if period is None:
             return
@@ -392,11 +407,17 @@ def stream_produce(
 
 def stream_command(settings: Settings, *, workers: int = 1, process_id: int | None = None,
                    addresses: str | None = None) -> list[str]:
-    """The `python -m bytewax.run` line for the fresh-features flow (recovery initialised)."""
-    recovery = settings.state_dir / "recovery"
-    if not recovery.exists():
-        recovery.mkdir(parents=True)
-        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
+    """The `python -m bytewax.run` line for the fresh-features flow.
+
+    Its recovery store is the one of the online store at `RTML_REDIS_ADDRESS`
+    (`rtml.online_store.recovery_dir`), initialised when new.
+    """
+    import redis
+
+    from rtml.online_store import recovery_dir
+
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, socket_timeout=5)
+    recovery = recovery_dir(settings.state_dir, client, say=lambda m: typer.echo(m, err=True))
     cmd = [sys.executable, "-m", "bytewax.run", "pipelines.fraud_fresh_flow:get_flow()",
            "-r", str(recovery), "-s", f"{settings.stream_snapshot_s:g}", "-b", "0",
            "-w", str(workers)]

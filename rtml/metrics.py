@@ -13,6 +13,7 @@ Names (Grafana: monitoring/grafana/rtml-fraud.json):
   rtml_l1_cache_lookups_total{result}          counter: hit | miss (one per feature row)
   rtml_feature_age_seconds{service,view}       histogram: age of the value served, per view
   rtml_stream_lag_seconds                      histogram: XADD -> readable in Feast
+  rtml_stream_events_total{view,outcome}       counter: counted | duplicate | late | expired
   rtml_monitor_*                               gauges written by `rtml monitor run` (textfile)
 """
 
@@ -48,6 +49,8 @@ def _metrics() -> dict[str, Any]:
                             ["service", "view"], buckets=AGE_BUCKETS),
         "lag": pc.Histogram("rtml_stream_lag_seconds", "Stream event to readable in Feast",
                             buckets=LAG_BUCKETS),
+        "events": pc.Counter("rtml_stream_events", "Stream events per window view by outcome",
+                             ["view", "outcome"]),
     }
 
 
@@ -75,6 +78,12 @@ def record_request(*, service: str, timings_ms: Mapping[str, float],
 def record_stream_lag(lag_s: float) -> None:
     """One streamed event: its XADD to its windows readable in Feast (observed after the push)."""
     _metrics()["lag"].observe(max(0.0, lag_s))
+
+
+@cache
+def stream_event_counter(view: str, outcome: str) -> Any:
+    """The counter child for one (view, outcome): counted | duplicate | late | expired."""
+    return _metrics()["events"].labels(view, outcome)
 
 
 def serve_stream_metrics(port: int) -> None:

@@ -75,6 +75,18 @@ def training_frame(settings: Settings, service_name: str, *, first_day: int,
     tx = tx[tx["day"] >= first_day]
     entity_df = tx[["transaction_id", "event_timestamp", "customer_id", "terminal_id", "amount",
                     "is_fraud", "day"]].copy()
+    return point_in_time_features(load_store(settings), service_name, entity_df,
+                                  chunk_days=chunk_days)
+
+
+def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFrame, *,
+                           chunk_days: int = 7) -> pd.DataFrame:
+    """The service's features for each payment as serving would read them when it is scored.
+
+    `entity_df`: one row per payment (`transaction_id`, `event_timestamp`, the entity ids,
+    `amount`, anything else to carry along); returned with the features, by `transaction_id`.
+    """
+    entity_df = entity_df.copy()
     # Feast keeps one entity row per (join keys, timestamp): two payments of one card in the same
     # second would lose one. Nanosecond offsets make every timestamp unique; the nightly
     # snapshots (at midnight) they are joined to cannot change.
@@ -83,7 +95,6 @@ def training_frame(settings: Settings, service_name: str, *, first_day: int,
     # Features as of just before the payment: when it is scored online, the stream has not yet
     # counted it, so its own streamed row (stamped at its event time) must not join offline.
     entity_df["event_timestamp"] -= pd.Timedelta(microseconds=1)
-    store = load_store(settings)
     service = store.get_feature_service(service_name)
     streamed = {v.name for v in store.list_feature_views() if v.tags.get("refresh") == "stream"}
     base = [f"{p.name}:{f.name}" for p in service.feature_view_projections
@@ -93,13 +104,16 @@ def training_frame(settings: Settings, service_name: str, *, first_day: int,
     # Feast's file store joins every entity row with every feature row of its key inside the
     # frame's time range: one 90-day frame joined ~100 M candidate rows (and ran out of memory
     # with the per-event streamed views). Week-sized frames keep that bounded.
+    weeks = (entity_df["event_timestamp"] - pd.Timestamp(0, tz="UTC")).dt.days // chunk_days
     parts = []
-    for _, chunk in entity_df.groupby(entity_df["day"] // chunk_days, sort=True):
+    for _, chunk in entity_df.groupby(weeks, sort=True):
         part = store.get_historical_features(entity_df=chunk, features=base).to_df()
         for view, names in fresh.items():
-            # Feast's file store drops entity rows with no streamed row inside the view's TTL
-            # (no event in the last hour). That is a value, not a missing row: the windows are
-            # empty, which is also what the stream serves once its timers have decayed them.
+            # The backfill writes a row at every event and every decay, so "the latest row at or
+            # before t" is the windows as of t. Feast's file store drops entity rows with no
+            # streamed row inside the view's TTL: a key quiet for that long has empty windows
+            # (its last row, a decay to zero, fell out of the TTL), which is what the stream
+            # serves too.
             got = store.get_historical_features(
                 entity_df=chunk, features=[f"{view}:{n}" for n in names]).to_df()
             part = part.merge(got[["transaction_id", *names]], on="transaction_id", how="left")

@@ -31,6 +31,17 @@ def reference(events: list[tuple[datetime, float]], at: datetime) -> dict[str, f
     return out
 
 
+def feed(state: fa.WindowState, ev: TxEvent, now: datetime | None = None) -> dict | None:
+    """`on_event` at wall time `now` (default: the event's own time, a flow keeping up); values."""
+    out = fa.on_event(state, ev, ev.event_time if now is None else now)
+    return None if out is None else out[0]
+
+
+def timer(state: fa.WindowState, now: datetime) -> dict:
+    """`on_timer`'s values."""
+    return fa.on_timer(state, now)[0]
+
+
 def assert_values(got: dict, want: dict) -> None:
     assert set(got) == set(want)
     for name, value in want.items():
@@ -69,7 +80,7 @@ def test_values_after_each_event_match_brute_force_and_next_expiry(seed):
     seen: dict[int, list[tuple[datetime, float]]] = {}
     for ev in random_events(seed):
         state = states.setdefault(ev.customer_id, fa.customer_state())
-        values = fa.on_event(state, ev)
+        values = feed(state, ev)
         assert values is not None
         seen.setdefault(ev.customer_id, []).append((ev.event_time, ev.amount))
         assert_values(values, reference(seen[ev.customer_id], state.watermark))
@@ -82,41 +93,94 @@ def test_values_after_each_event_match_brute_force_and_next_expiry(seed):
         assert len(state.tiles) <= 3600 // fa.TILE_SECONDS
 
 
-def test_backfill_equals_events_fed_one_by_one():
+def pit(history: pd.DataFrame, entity: str, key: int, at: datetime) -> dict:
+    """The latest backfill row of `key` at or before `at`: what a point-in-time join returns."""
+    rows = history[(history[entity] == key) & (history["event_timestamp"] <= at)]
+    return rows.iloc[-1].drop([entity, "event_timestamp"]).to_dict() if len(rows) else {}
+
+
+def test_backfill_point_in_time_equals_the_windows_at_any_instant_decays_included():
+    """Training's "latest row at or before t" must be the windows as of t, however quiet the key.
+
+    The skew this replaced: rows only at events, so a join saw windows as of the previous payment.
+    """
+    events = random_events(5, n=500, keys=6)
+    until = max(e.event_time for e in events) + timedelta(hours=2)
+    history = fa.backfill(frame(events), kind="customer", until=until)
+    rng = random.Random(1)
+    first = min(e.event_time for e in events)
+    span = (until - first).total_seconds()
+    empty = {name: 0 for name in reference([], first)}
+    for _ in range(300):
+        at = first + timedelta(seconds=rng.uniform(0, span))
+        key = rng.randrange(6)
+        seen = [(e.event_time, e.amount) for e in events
+                if e.customer_id == key and e.event_time <= at]
+        got = pit(history, "customer_id", key, at) or empty
+        assert_values({k: (int(v) if "count" in k else v) for k, v in got.items()},
+                      reference(seen, at))
+    # Every key decays to an all-zero row before `until`.
+    last = history.groupby("customer_id").tail(1)
+    assert (last["cust_tx_count_1h"] == 0).all() and (last["event_timestamp"] <= until).all()
+
+
+def test_backfill_event_rows_equal_the_stream_keeping_up():
     events = random_events(5, n=800, keys=6)
     for kind in ("customer", "terminal"):
         entity = f"{kind}_id"
         make = fa.customer_state if kind == "customer" else fa.terminal_state
         states: dict[int, fa.WindowState] = {}
-        rows = []
-        ordered = sorted(events, key=lambda e: e.event_time)  # the backfill's order
-        for ev in ordered:
+        expected: dict[tuple[int, datetime], dict] = {}
+        for ev in sorted(events, key=lambda e: e.event_time):  # the backfill's order
             key = getattr(ev, entity)
-            values = fa.on_event(states.setdefault(key, make()), ev)
+            values = feed(states.setdefault(key, make()), ev)
             assert values is not None
-            rows.append({entity: key, **values})
+            expected[(key, ev.event_time)] = values
         got = fa.backfill(frame(events), kind=kind)
         assert list(got.columns) == SCHEMAS[f"{kind}_fresh.parquet"].names
-        expected = pd.DataFrame(rows)[list(got.columns.drop("event_timestamp"))]
-        pd.testing.assert_frame_equal(got.drop(columns="event_timestamp"), expected,
-                                      check_exact=True)
+        at_events = got[[(k, t.to_pydatetime()) in expected
+                         for k, t in zip(got[entity], got["event_timestamp"], strict=True)]]
+        assert len(at_events) == len({k for k in expected})  # ties aside, one row per event
+        for row in at_events.itertuples(index=False):
+            want = expected[(getattr(row, entity), row.event_timestamp.to_pydatetime())]
+            assert {k: getattr(row, k) for k in want} == pytest.approx(want)
+
+
+def test_backlogged_events_are_evaluated_at_the_wall_clock():
+    """Events at -30 min, a timer, then one at -25 min: nothing is in the last 10 minutes now.
+
+    The flow used to emit as of the event's own time and leave a count of 2 online.
+    """
+    now = T0 + timedelta(hours=5)
+    state = fa.customer_state()
+    assert fa.on_event(state, TxEvent("a", 1, 1, 10.0, now - 30 * 60 * S), now) is not None
+    timer(state, now + S)
+    values, at = fa.on_event(state, TxEvent("b", 1, 1, 30.0, now - 25 * 60 * S), now + 2 * S)
+    assert at == now + 2 * S
+    assert values["cust_tx_count_10m"] == 0 and values["cust_tx_count_1h"] == 2
+    assert values["cust_amount_sum_1h"] == 40.0
+    # The next change is when the -30 min tile leaves the hour, half an hour from now.
+    assert state.next_expiry() == fa.tile_start(fa.tile_of(now - 30 * 60 * S) + 360)
+    # An event already out of every window when it arrives is not counted, and says why.
+    assert fa.on_event(state, TxEvent("c", 1, 1, 5.0, now - 2 * 3600 * S), now + 3 * S) is None
+    assert state.expired == 1 and state.late_dropped == 0
 
 
 def test_quiet_customer_decays_to_zero_at_next_expiry():
     state = fa.customer_state()
-    fa.on_event(state, TxEvent("a", 1, 1, 10.0, T0))
-    fa.on_event(state, TxEvent("b", 1, 1, 30.0, T0 + 2 * S))
+    feed(state, TxEvent("a", 1, 1, 10.0, T0))
+    feed(state, TxEvent("b", 1, 1, 30.0, T0 + 2 * S))
     tile = fa.tile_start(fa.tile_of(T0))  # 12:00:00
     assert state.next_expiry() == tile + timedelta(minutes=10)
-    before = fa.on_timer(state, tile + timedelta(minutes=10) - timedelta(microseconds=1))
+    before = timer(state, tile + timedelta(minutes=10) - timedelta(microseconds=1))
     assert before["cust_tx_count_10m"] == 2 and before["cust_mean_amount_10m"] == 20.0
-    after = fa.on_timer(state, state.next_expiry())
+    after = timer(state, state.next_expiry())
     assert after["cust_tx_count_10m"] == 0
     assert after["cust_amount_sum_10m"] == 0.0 and after["cust_mean_amount_10m"] == 0.0
     assert after["cust_tx_count_1h"] == 2 and after["cust_amount_sum_1h"] == 40.0
     assert not state.is_empty()
     assert state.next_expiry() == tile + timedelta(hours=1)
-    gone = fa.on_timer(state, tile + timedelta(hours=1))
+    gone = timer(state, tile + timedelta(hours=1))
     assert gone["cust_tx_count_1h"] == 0 and gone["cust_mean_amount_1h"] == 0.0
     assert state.is_empty() and state.next_expiry() is None and not state.seen
 
@@ -135,22 +199,22 @@ def test_out_of_order_within_lateness_counted_beyond_dropped():
     assert not strict.add(T0 - 6 * S, 1.0, "b") and strict.late_dropped == 1
     loose = fa.customer_state(allowed_lateness=timedelta(hours=3))
     loose.add(T0, 1.0, "a")
-    assert not loose.add(T0 - timedelta(hours=2), 1.0, "b")  # out of every window: late
-    assert loose.late_dropped == 1
+    assert not loose.add(T0 - timedelta(hours=2), 1.0, "b")  # out of every window
+    assert loose.expired == 1 and loose.late_dropped == 0
 
 
 def test_replayed_transaction_ids_are_not_double_counted():
     events = random_events(3, n=200, keys=1)
     once, twice = fa.customer_state(), fa.customer_state()
     for ev in events:
-        fa.on_event(once, ev)
+        feed(once, ev)
     for ev in events[:150] + events[100:]:  # a rewind: 50 events delivered again
-        fa.on_event(twice, ev)
-    # A replayed id still held is a duplicate; one whose tile has left every window is late.
-    assert once.late_dropped == once.duplicates == 0
-    assert twice.duplicates > 0 and twice.duplicates + twice.late_dropped == 50
+        feed(twice, ev)
+    # A replayed id still held is a duplicate; one whose tile has left every window is expired.
+    assert once.late_dropped == once.duplicates == once.expired == 0
+    assert twice.duplicates > 0 and twice.duplicates + twice.expired == 50
     assert twice.values(twice.watermark) == once.values(once.watermark)
-    assert fa.on_event(twice, events[-1]) is None
+    assert feed(twice, events[-1]) is None
 
 
 def test_state_stays_bounded_over_ten_hours():
@@ -183,10 +247,10 @@ def test_backfill_timestamps_strictly_increase_per_entity_with_ties():
     })
     cust = fa.backfill(tx, kind="customer")
     us = pd.Timedelta(microseconds=1)
-    assert cust["customer_id"].tolist() == [7, 7, 8, 7, 7, 8]
-    assert cust["event_timestamp"].tolist() == [stamp, stamp + us, stamp, stamp + 2 * us,
-                                                stamp + 3 * us, stamp + us]
-    assert cust["cust_tx_count_10m"].tolist() == [1, 2, 1, 3, 4, 2]
+    assert cust["customer_id"].tolist() == [7, 7, 7, 7, 8, 8]
+    assert cust["event_timestamp"].tolist() == [stamp, stamp + us, stamp + 2 * us,
+                                                stamp + 3 * us, stamp, stamp + us]
+    assert cust["cust_tx_count_10m"].tolist() == [1, 2, 3, 4, 1, 2]
     term = fa.backfill(tx, kind="terminal")
     for frame_ in (cust, term):
         key = frame_.columns[0]
@@ -198,16 +262,16 @@ def test_state_pickles_to_an_equal_behaving_state():
     events = random_events(9, n=300, keys=1)
     state = fa.customer_state(allowed_lateness=timedelta(seconds=20))
     for ev in events[:150]:
-        fa.on_event(state, ev)
-    fa.on_timer(state, state.watermark + timedelta(minutes=1))
+        feed(state, ev)
+    timer(state, state.watermark + timedelta(minutes=1))
     copy = pickle.loads(pickle.dumps(state))
     assert copy == state
     for ev in events[150:]:
-        assert fa.on_event(copy, ev) == fa.on_event(state, ev)
+        assert feed(copy, ev) == feed(state, ev)
         assert copy.next_expiry() == state.next_expiry()
     assert (copy.late_dropped, copy.duplicates) == (state.late_dropped, state.duplicates)
     later = state.watermark + timedelta(minutes=30)
-    assert fa.on_timer(copy, later) == fa.on_timer(state, later)
+    assert timer(copy, later) == timer(state, later)
 
 
 def test_write_backfill_matches_the_stream_source_schemas(tmp_path):
@@ -219,21 +283,24 @@ def test_write_backfill_matches_the_stream_source_schemas(tmp_path):
     for name, path in paths.items():
         table = pq.read_table(path)
         assert table.schema.equals(SCHEMAS[f"{name}.parquet"])
-        assert table.num_rows == len(data.transactions)
+        assert table.num_rows > len(data.transactions)  # a row per event and per decay
+        # Every key has decayed to zero by now (the data is two days old): what a load sees.
+        last = table.to_pandas().groupby(f"{name.split('_')[0]}_id").tail(1)
+        assert (last.filter(like="count_1h") == 0).all().all()
 
 
 def test_frozen_snapshot_is_a_copy_that_thaws_to_an_equal_behaving_state():
     events = random_events(11, n=300, keys=1)
     state = fa.customer_state(allowed_lateness=timedelta(seconds=20))
     for ev in events[:150]:
-        fa.on_event(state, ev)
+        feed(state, ev)
     frozen = pickle.loads(pickle.dumps(state.freeze()))  # what the recovery store keeps
     before = state.values(state.watermark)
-    fa.on_event(state, events[150])  # the live state moves on; the snapshot must not
+    feed(state, events[150])  # the live state moves on; the snapshot must not
     thawed = fa.customer_state(allowed_lateness=timedelta(seconds=20)).thaw(frozen)
     assert thawed.values(thawed.watermark) == before
-    assert fa.on_event(thawed, events[150]) == state.values(state.watermark)
+    assert feed(thawed, events[150]) == state.values(state.watermark)
     assert thawed == state
     # Replays of ids counted before the snapshot are still recognised after a thaw.
     counted = next(ev for ev in reversed(events[:150]) if ev.transaction_id in state.seen)
-    assert fa.on_event(thawed, counted) is None and thawed.duplicates == state.duplicates + 1
+    assert feed(thawed, counted) is None and thawed.duplicates == state.duplicates + 1
