@@ -159,7 +159,7 @@ class DeadLetterSink(DynamicSink[BadEntry]):
 
 
 def build_flow(source: Source, sink: Sink[Row], dead_letters: Sink[BadEntry],
-               *, allowed_lateness: timedelta = timedelta(seconds=60)) -> Dataflow:
+               *, allowed_lateness: timedelta = timedelta(hours=1)) -> Dataflow:
     """The dataflow, top to bottom; shapes after each step in the comments."""
     flow = Dataflow("fraud_fresh")
     entries = op.input("read_events", flow, source)  # (entry_id, {field: str})

@@ -61,7 +61,11 @@ class Settings(BaseSettings):
 
     # -- Streaming ----------------------------------------------------------------------------
     stream_partitions: int = Field(4, description="transaction streams rtml:tx:0..N-1")
-    stream_allowed_lateness_s: float = Field(60.0, description="out-of-order events still counted")
+    stream_allowed_lateness_s: float = Field(
+        3600.0, description="how far behind a key's newest event an event may arrive and still "
+        "count. The default, the longest window, counts every event still inside a window, as "
+        "the backfill that training reads does: during a backlog, partitions are read at "
+        "different speeds, so a terminal's events arrive out of order by minutes")
     stream_snapshot_s: float = Field(
         30.0, description="Bytewax epoch/snapshot interval: each snapshot stalls the flow for "
         "~50 µs per key changed since the last one; longer = rarer stalls, longer replay")

@@ -24,7 +24,8 @@ def _tile(times: pd.Series) -> np.ndarray:
     return pd.to_datetime(times, utc=True).astype("int64").to_numpy() // TILE_NS
 
 
-def counted_events(arrivals: pd.DataFrame, key: str, *, lateness_s: float = 60) -> pd.DataFrame:
+def counted_events(arrivals: pd.DataFrame, key: str, *, lateness_s: float = 3600
+                   ) -> pd.DataFrame:
     """The events a key's windows hold, whenever they are evaluated: no duplicates, none too late.
 
     `arrivals`: `transaction_id`, `event_timestamp`, `amount` and `key`, in arrival order.
@@ -38,7 +39,7 @@ def counted_events(arrivals: pd.DataFrame, key: str, *, lateness_s: float = 60) 
 
 
 def windows_at(arrivals: pd.DataFrame, at: datetime, *, key: str, windows: dict[str, int],
-               prefix: str, keys: list[int], lateness_s: float = 60,
+               prefix: str, keys: list[int], lateness_s: float = 3600,
                sums: bool = True) -> pd.DataFrame:
     """`{prefix}_tx_count_{w}` (and amount sum / mean) per key as of `at`, indexed by `keys`."""
     df = counted_events(arrivals, key, lateness_s=lateness_s)
@@ -58,14 +59,14 @@ def windows_at(arrivals: pd.DataFrame, at: datetime, *, key: str, windows: dict[
 
 
 def customer_windows(arrivals: pd.DataFrame, at: datetime, keys: list[int],
-                     lateness_s: float = 60) -> pd.DataFrame:
+                     lateness_s: float = 3600) -> pd.DataFrame:
     """The `customer_fresh` view as of `at`."""
     return windows_at(arrivals, at, key="customer_id", windows=CUSTOMER_WINDOWS, prefix="cust",
                       keys=keys, lateness_s=lateness_s)
 
 
 def terminal_windows(arrivals: pd.DataFrame, at: datetime, keys: list[int],
-                     lateness_s: float = 60) -> pd.DataFrame:
+                     lateness_s: float = 3600) -> pd.DataFrame:
     """The `terminal_fresh` view as of `at`."""
     return windows_at(arrivals, at, key="terminal_id", windows=TERMINAL_WINDOWS, prefix="term",
                       keys=keys, lateness_s=lateness_s, sums=False)

@@ -128,11 +128,11 @@ def online(settings: Settings, customers: list[int], terminals: list[int]
             read("terminal_fresh", "terminal_id", TERMINAL_FEATURES, terminals))
 
 
-def expected(arrivals: pd.DataFrame, at: datetime, customers: list[int], terminals: list[int]
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def expected(arrivals: pd.DataFrame, at: datetime, customers: list[int], terminals: list[int],
+             lateness_s: float = 3600) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The independent recomputation of both views as of `at`."""
-    return (oracle.customer_windows(arrivals, at, customers),
-            oracle.terminal_windows(arrivals, at, terminals))
+    return (oracle.customer_windows(arrivals, at, customers, lateness_s),
+            oracle.terminal_windows(arrivals, at, terminals, lateness_s))
 
 
 def _mismatch(got: pd.DataFrame, want: pd.DataFrame) -> pd.DataFrame:
@@ -143,8 +143,8 @@ def _mismatch(got: pd.DataFrame, want: pd.DataFrame) -> pd.DataFrame:
 
 
 def wait_online_equals(settings: Settings, arrivals: pd.DataFrame, customers: list[int],
-                       terminals: list[int], *, timeout_s: float = 90
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       terminals: list[int], *, timeout_s: float = 90,
+                       lateness_s: float = 3600) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Poll until both views equal the recomputation as of the read; fail with the difference.
 
     A read is judged only when no window changed while it ran (the recomputation at the
@@ -155,9 +155,9 @@ def wait_online_equals(settings: Settings, arrivals: pd.DataFrame, customers: li
         before = datetime.now(UTC)
         got = online(settings, customers, terminals)
         after = datetime.now(UTC)
-        want = expected(arrivals, before, customers, terminals)
-        stable = all(a.equals(b) for a, b in
-                     zip(want, expected(arrivals, after, customers, terminals), strict=True))
+        want = expected(arrivals, before, customers, terminals, lateness_s)
+        stable = all(a.equals(b) for a, b in zip(
+            want, expected(arrivals, after, customers, terminals, lateness_s), strict=True))
         diffs = [_mismatch(g, w) for g, w in zip(got, want, strict=True)]
         if stable and all(d.empty for d in diffs):
             return got

@@ -57,7 +57,8 @@ def test_in_process_rows_equal_the_recomputation_at_their_instant_and_bad_events
     entries.insert(10, ("1700000000000-5", bad))
     rows: list = []
     dead: list = []
-    run_main(build_flow(TestingSource(entries), TestingSink(rows), TestingSink(dead)))
+    run_main(build_flow(TestingSource(entries), TestingSink(rows), TestingSink(dead),
+                        allowed_lateness=timedelta(seconds=60)))
 
     assert [(f["transaction_id"], i) for f, _, i in dead] == [("bad", "1700000000000-5")]
     assert "customer_id" in dead[0][1]
@@ -67,7 +68,7 @@ def test_in_process_rows_equal_the_recomputation_at_their_instant_and_bad_events
         last = {entity: (values, at) for src, entity, values, at, _ in rows if src == source}
         assert last, source
         for entity, (values, at) in last.items():
-            want = windows(events, at, [entity]).loc[entity]
+            want = windows(events, at, [entity], 60).loc[entity]
             got = pd.Series(values)[names]
             assert got.to_numpy(dtype=float) == pytest.approx(
                 want[names].to_numpy(dtype=float)), (source, entity, at)
@@ -85,7 +86,9 @@ def test_backlogged_flow_serves_the_recomputation_and_decays_with_timers(stack: 
     client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
     parts = stack.stream_partitions
     _clear(client, parts)
-    flow = h.flow_process(env, tmp_path / "recovery", log=tmp_path / "flow.log")
+    # A 60 s lateness (the default is the longest window) so that some events are too late.
+    flow = h.flow_process({**env, "RTML_STREAM_ALLOWED_LATENESS_S": "60"}, tmp_path / "recovery",
+                          log=tmp_path / "flow.log")
     try:
         warm = h.sentinels("warm", datetime.now(UTC), parts)
         h.xadd(client, warm, parts)
@@ -105,14 +108,14 @@ def test_backlogged_flow_serves_the_recomputation_and_decays_with_timers(stack: 
         h.wait_until(lambda: h.has_rows(stack, list(done["customer_id"])), "the backlog")
         consumed = datetime.now(UTC)
         customers, terminals = _keys(arrivals)
-        first = h.wait_online_equals(stack, arrivals, customers, terminals)
+        first = h.wait_online_equals(stack, arrivals, customers, terminals, lateness_s=60)
         tiles = oracle._tile(expiring["event_timestamp"])
         leave = [(tiles[0] + 60) * 10, (tiles[1] + 60) * 10, (tiles[2] + 360) * 10,
                  (tiles[3] + 360) * 10]  # when each leaves its window (epoch seconds)
         assert consumed.timestamp() < min(leave), "the flow took too long to prove a timer"
         h.wait_until(lambda: datetime.now(UTC).timestamp() > max(leave) + 2, "the expiries",
                      timeout_s=max(leave) + 5 - datetime.now(UTC).timestamp())
-        second = h.wait_online_equals(stack, arrivals, customers, terminals)
+        second = h.wait_online_equals(stack, arrivals, customers, terminals, lateness_s=60)
         alive = flow.poll() is None
     finally:
         os.killpg(flow.pid, signal.SIGKILL)
@@ -123,7 +126,7 @@ def test_backlogged_flow_serves_the_recomputation_and_decays_with_timers(stack: 
     assert (second[0].loc[mine[:2], "cust_tx_count_10m"] == 0).all()
     assert (second[0].loc[mine[2:], "cust_tx_count_1h"] == 0).all()
     # The backlog exercised what it is meant to: lateness, duplicates, keys quiet for hours.
-    counted = oracle.counted_events(arrivals, "customer_id")
+    counted = oracle.counted_events(arrivals, "customer_id", lateness_s=60)
     assert len(counted) < arrivals["transaction_id"].nunique() < len(arrivals)
     assert (first[0]["cust_tx_count_1h"] == 0).any() and (first[0]["cust_tx_count_10m"] > 0).any()
 
