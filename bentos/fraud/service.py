@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from bentos.fraud.cache import L1Cache, row_key
 from bentos.fraud.model import BackendUnavailable, FraudModel
-from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness
+from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness, format_server_timing
 from rtml.features import OnlineReader, load_store
 from rtml.metrics import record_request, serving_metrics
 from rtml.predlog import PredictionLog
@@ -289,10 +289,7 @@ class FraudService:
                 reasons=self.model.reasons(contribs[i], vectors[i]) if i in contribs else [],
                 defaults_used=feats[i].missing_views))
         timings["total"] = (time.perf_counter() - t0) * 1000
-        ctx.response.headers["Server-Timing"] = ", ".join(
-            [f"{k};dur={v:.3f}" + (f";desc={notes[k]}" if k in notes else "")
-             for k, v in timings.items()]
-            + [f"{k};desc={v}" for k, v in notes.items() if k not in timings])
+        ctx.response.headers["Server-Timing"] = format_server_timing(timings, notes)
         self._log(txs, decisions, feats, timings)
         record_request(service=SERVICE, timings_ms=timings, decisions=decisions,
                        event_times=[f.event_times for f in feats] if feats else [])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 
 import httpx
 import pandas as pd
@@ -131,6 +135,39 @@ def test_malformed_json_and_oversize_bodies_are_4xx(client, known):
     assert resp.status_code == 400 and "transactions" in resp.text
     # ...and the service is still answering.
     assert client.post("/score", json=known).status_code == 200
+
+
+def _urllib_post(url: str, data: bytes | Iterator[bytes]) -> tuple[int, bytes]:
+    """POST with Python's urllib: the whole body is sent before the answer is read."""
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_5mb_body_sent_whole_before_reading_gets_the_413(client, fraud_url, known):
+    """Python's urllib gets the 413, not a connection reset.
+
+    It sends no `Expect: 100-continue` and asks for `Connection: close`: the server used to answer
+    early and close with the body unread, and the kernel's reset threw the answer away.
+    """
+    padding = "x" * 5_000_000
+    body = json.dumps({**known, "padding": padding}).encode()
+    for _ in range(3):  # every time, not by luck of timing
+        status, answer = _urllib_post(f"{fraud_url}/score", body)
+        assert status == 413, answer[:300]
+        assert json.loads(answer)["detail"][0]["loc"] == ["body"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: judged by what arrives
+        for lo in range(0, len(body), 65_536):
+            yield body[lo:lo + 65_536]
+
+    status, answer = _urllib_post(f"{fraud_url}/score", chunked())
+    assert status == 413 and b"body" in answer
+    status, answer = _urllib_post(f"{fraud_url}/score", json.dumps(known).encode())
+    assert status == 200 and json.loads(answer)["transaction_id"] == known["transaction_id"]
 
 
 def test_every_decision_reaches_the_log_and_the_parquet_drain(client, known, stack: Settings):
