@@ -15,10 +15,12 @@ import redis
 
 from bentos.fraud.service import EXAMPLE_INPUT
 from rtml.asgi import parse_server_timing
+from rtml.features import load_store
 from rtml.predlog import drain
 from rtml.redis_server import start_embedded, stop_embedded
 from rtml.settings import Settings
 from tests.integration.conftest import bentoml_serve
+from tests.integration.independent import expected_answer, saved_model
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,36 @@ def test_a_huge_amount_scores_higher_with_the_amount_as_a_reason(client, known):
     assert big["score"] > small["score"]
     assert big["decision"] in {"review", "decline"}
     assert {r["feature"] for r in big["reasons"]} & {"tx_amount", "amount_vs_cust_mean_30d"}
+
+
+def test_decisions_equal_the_saved_boosters_own_score(client, known, stack: Settings, env):
+    """Score and decision for real payments against the model's score computed without the service.
+
+    Genuine and fraudulent payments of the last day at their own amounts, plus `known` at a
+    small and a huge amount: the expected answers span more than one decision.
+    """
+    model = saved_model(env["BENTOML_HOME"])
+    store = load_store(stack)
+    tx = pd.read_parquet(stack.raw_dir / "transactions.parquet")
+    last = tx[tx["day"] == tx["day"].max()]
+    picked = pd.concat([last[last.is_fraud == 1].sample(8, random_state=5),
+                        last[last.is_fraud == 0].sample(8, random_state=5)])
+    txs = [known, {**known, "transaction_id": "known-big", "amount": 5000.0}] + [
+        {"transaction_id": f"real-{r.transaction_id}", "customer_id": int(r.customer_id),
+         "terminal_id": int(r.terminal_id), "amount": float(r.amount),
+         "timestamp": "2026-11-28T12:00:00Z"} for r in picked.itertuples()]
+    seen = set()
+    for t in txs:
+        want = expected_answer(store, model, t)
+        body = client.post("/score", json=t).json()
+        assert body["fallback"] is False and body["model_version"] == model.tag
+        # ONNX Runtime may serve the call: equal to the booster within its checked 1e-5.
+        assert body["score"] == pytest.approx(want.score, abs=2e-5), t["transaction_id"]
+        near_cut = min(abs(want.score - c) for c in model.thresholds.values()) < 2e-5
+        assert body["decision"] == want.decision or near_cut, (t["transaction_id"], want)
+        assert body["defaults_used"] == [] and want.null_features == []
+        seen.add(want.decision)
+    assert len(seen) >= 2, seen  # the thresholds were exercised, not only "approve"
 
 
 def test_unknown_customer_gets_default_features_and_says_so(client, known):
