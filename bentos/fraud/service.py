@@ -220,8 +220,13 @@ class FraudService:
             # A request at least a full batch long is a batch already: the dispatcher cannot
             # fit it (it answered such requests with a malformed result or an overload).
             if self.settings.batching and len(x) < self.settings.batch_max_size:
-                result = await asyncio.wait_for(self._dispatch(x),
-                                                self.settings.model_timeout_ms / 1000)
+                # BentoML's dispatcher answers a cancelled wait with its fallback (`_OVERLOADED`)
+                # instead of raising, so `wait_for` reported a model over budget as overloaded:
+                # whether the budget ran out is the deadline's to say.
+                async with asyncio.timeout(self.settings.model_timeout_ms / 1000) as budget:
+                    result = await self._dispatch(x)
+                if budget.expired():
+                    raise TimeoutError
             else:
                 result = (await self._predict_batch((x,)))[0]
             if result is _OVERLOADED or result is None:
