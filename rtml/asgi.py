@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,18 +24,33 @@ async def _send_json(send: Any, status: int, body: dict[str, Any],
 
 
 class BodyLimit:
-    """413 for a body over `max_bytes`, judged by Content-Length and by what actually arrives."""
+    """413 for a body over `max_bytes`, judged by Content-Length and by what actually arrives.
 
-    def __init__(self, app: Any, max_bytes: int = 1_000_000) -> None:
+    The 413 goes out only after the rest of the body has been read and dropped (at most
+    `drain_bytes` in all, for at most `drain_s`). A client that sends its whole body before
+    reading the answer (Python's urllib: no `Expect: 100-continue`, and `Connection: close`)
+    otherwise meets a server that answers early and closes with the body's bytes still unread:
+    the kernel then sends a reset, and the client's TCP stack throws the 413 away. A client that
+    sent `Expect: 100-continue` is answered at once: it sends no body unless told to.
+    """
+
+    def __init__(self, app: Any, max_bytes: int = 1_000_000, *, drain_bytes: int = 16_000_000,
+                 drain_s: float = 5.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = drain_bytes
+        self.drain_s = drain_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if (b"100-continue" not in headers.get(b"expect", b"").lower()
+                    and int(declared) <= self.drain_bytes):
+                await self._drain(receive, seen=0)
             await self._reject(send)
             return
         # Read the body before the app sees it (bodies here are small JSON): an over-limit
@@ -48,6 +64,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
+                if message.get("more_body", False):
+                    await self._drain(receive, seen=seen)
                 await self._reject(send)
                 return
             chunks.append(chunk)
@@ -64,6 +82,20 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Any, *, seen: int) -> None:
+        """Read and drop the rest of the body, within the byte and time bounds."""
+        try:
+            async with asyncio.timeout(self.drain_s):
+                while seen <= self.drain_bytes:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    seen += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return
+        except TimeoutError:  # a client trickling its body: answer now, whatever it sees
+            return
 
     async def _reject(self, send: Any) -> None:
         await _send_json(send, 413, {
@@ -124,6 +156,18 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+
+
+def format_server_timing(timings_ms: dict[str, float], notes: dict[str, str]) -> str:
+    """The services' `Server-Timing` value: `name;dur=ms[;desc=note]`, then notes with no time.
+
+    `format_server_timing({"model": 0.31}, {"model": "onnx", "cache": "hit"})`
+    -> `model;dur=0.310;desc=onnx, cache;desc=hit`.
+    """
+    return ", ".join(
+        [f"{k};dur={v:.3f}" + (f";desc={notes[k]}" if k in notes else "")
+         for k, v in timings_ms.items()]
+        + [f"{k};desc={v}" for k, v in notes.items() if k not in timings_ms])
 
 
 def parse_server_timing(header: str | None) -> dict[str, dict[str, str]]:

@@ -209,7 +209,9 @@ def redis_stop() -> None:
 
 
 @log_app.command("drain")
-def log_drain() -> None:
+def log_drain(
+    batch: Annotated[int, typer.Option(min=1, help="stream entries written and acknowledged at a time")] = 50_000,
+) -> None:
     """Move the prediction stream into partitioned parquet under data/predictions/."""
     import redis
 
@@ -218,7 +220,7 @@ def log_drain() -> None:
     s = _settings()
     _need_redis(s)
     n = drain(redis.Redis(host=s.redis_host, port=s.redis_port), stream=s.prediction_stream,
-              out_dir=s.predictions_dir)
+              out_dir=s.predictions_dir, batch=batch)
     typer.echo(f"{n} predictions -> {s.predictions_dir}")
 
 

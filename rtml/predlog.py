@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,9 +112,14 @@ def _write_parquet(entries: list[tuple[bytes, dict[bytes, bytes]]], out_dir: Pat
     if "fallback" in df:
         df["fallback"] = df["fallback"] == "True"
     df["logged_at"] = pd.to_datetime(df["logged_at"], utc=True, format="ISO8601")
+    # Named by the batch's first stream id: a drain that died before acknowledging re-reads the
+    # same pending batch and overwrites the same file, never adds a second copy. Written under a
+    # dot-name and renamed: readers (pyarrow skips dot-files) never see a half-written file.
     first = entries[0][0].decode().replace("-", "_")
     for date, part in df.groupby(df["logged_at"].dt.strftime("%Y-%m-%d")):
         folder = out_dir / f"date={date}"
         folder.mkdir(parents=True, exist_ok=True)
-        part.to_parquet(folder / f"part-{first}.parquet", index=False)
+        tmp = folder / f".part-{first}.parquet.tmp"
+        part.to_parquet(tmp, index=False)
+        os.replace(tmp, folder / f"part-{first}.parquet")
     return len(df)

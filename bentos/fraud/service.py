@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from bentos.fraud.cache import L1Cache, row_key
 from bentos.fraud.model import BackendUnavailable, FraudModel
-from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness
+from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness, format_server_timing
 from rtml.features import OnlineReader, load_store
 from rtml.metrics import record_request, serving_metrics
 from rtml.predlog import PredictionLog
@@ -220,8 +220,13 @@ class FraudService:
             # A request at least a full batch long is a batch already: the dispatcher cannot
             # fit it (it answered such requests with a malformed result or an overload).
             if self.settings.batching and len(x) < self.settings.batch_max_size:
-                result = await asyncio.wait_for(self._dispatch(x),
-                                                self.settings.model_timeout_ms / 1000)
+                # BentoML's dispatcher answers a cancelled wait with its fallback (`_OVERLOADED`)
+                # instead of raising, so `wait_for` reported a model over budget as overloaded:
+                # whether the budget ran out is the deadline's to say.
+                async with asyncio.timeout(self.settings.model_timeout_ms / 1000) as budget:
+                    result = await self._dispatch(x)
+                if budget.expired():
+                    raise TimeoutError
             else:
                 result = (await self._predict_batch((x,)))[0]
             if result is _OVERLOADED or result is None:
@@ -289,10 +294,7 @@ class FraudService:
                 reasons=self.model.reasons(contribs[i], vectors[i]) if i in contribs else [],
                 defaults_used=feats[i].missing_views))
         timings["total"] = (time.perf_counter() - t0) * 1000
-        ctx.response.headers["Server-Timing"] = ", ".join(
-            [f"{k};dur={v:.3f}" + (f";desc={notes[k]}" if k in notes else "")
-             for k, v in timings.items()]
-            + [f"{k};desc={v}" for k, v in notes.items() if k not in timings])
+        ctx.response.headers["Server-Timing"] = format_server_timing(timings, notes)
         self._log(txs, decisions, feats, timings)
         record_request(service=SERVICE, timings_ms=timings, decisions=decisions,
                        event_times=[f.event_times for f in feats] if feats else [])

@@ -8,6 +8,7 @@ materialize, `rtml` for data, features and training, and a real `bentoml serve`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from rtml.demo import stop_group
@@ -94,6 +96,49 @@ def stack(valkey: Settings, env: dict[str, str]) -> Settings:
     return valkey
 
 
+V2_SERVICE = "fraud_model_v2"
+
+
+@pytest.fixture(scope="session")
+def env_v2(stack: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+           ) -> dict[str, str]:
+    """Environment for `fraud_model_v2`: its own model store, artifacts and prediction stream.
+
+    The service serves the newest model of its BentoML store, and training writes
+    `artifacts/fraud/{metrics.json,reference.parquet}` under the repo root: both apart, so the v1
+    tests (serving, monitoring against the v1 reference) see only v1. The Valkey and `data/`
+    (raw events, features, the streamed views' backfill, the Feast registry) are `env`'s.
+    """
+    root = tmp_path_factory.mktemp("repo_v2")
+    for name in ("feature_store.yaml", ".feastignore"):
+        shutil.copy(stack.repo_root / name, root / name)
+    shutil.copytree(stack.repo_root / "feature_repo", root / "feature_repo",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data").symlink_to(stack.data_dir, target_is_directory=True)
+    return {**env, "RTML_REPO_ROOT": str(root),
+            "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml_v2")),
+            "RTML_PREDICTION_STREAM": "rtml:predictions:fraud_v2"}
+
+
+@pytest.fixture(scope="session")
+def stack_v2(stack: Settings, env_v2: dict[str, str]) -> Settings:
+    """`stack` plus `fraud_model_v2`, trained in `env_v2`'s model store.
+
+    On the nightly views and the streamed views' backfill (which `rtml features build` wrote).
+    """
+    settings = Settings(repo_root=Path(env_v2["RTML_REPO_ROOT"]),
+                        redis_address=stack.redis_address,
+                        prediction_stream=env_v2["RTML_PREDICTION_STREAM"])
+    for view in ("customer_fresh", "terminal_fresh"):  # the backfill, not an empty placeholder
+        path = settings.features_dir / f"{view}.parquet"
+        assert path.exists() and len(pd.read_parquet(path)) > 0, f"no backfill in {path}"
+    run([str(BIN / "rtml"), "train", "fraud", "--service", V2_SERVICE], env=env_v2,
+        cwd=settings.repo_root)
+    metrics = json.loads((settings.artifacts_dir / "fraud" / "metrics.json").read_text())
+    assert metrics["feature_service"] == V2_SERVICE, metrics["feature_service"]
+    return settings
+
+
 @contextlib.contextmanager
 def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
                   timeout_s: float = 120) -> Iterator[str]:
@@ -125,4 +170,11 @@ def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
 def fraud_url(stack: Settings, env: dict[str, str]) -> Iterator[str]:
     """A running fraud service over the trained model and materialized features."""
     with bentoml_serve(env) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fraud_v2_url(stack_v2: Settings, env_v2: dict[str, str]) -> Iterator[str]:
+    """A running fraud service over `fraud_model_v2` (nightly + streamed features)."""
+    with bentoml_serve(env_v2) as url:
         yield url

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 
 import httpx
 import pandas as pd
@@ -11,10 +15,12 @@ import redis
 
 from bentos.fraud.service import EXAMPLE_INPUT
 from rtml.asgi import parse_server_timing
+from rtml.features import load_store
 from rtml.predlog import drain
 from rtml.redis_server import start_embedded, stop_embedded
 from rtml.settings import Settings
 from tests.integration.conftest import bentoml_serve
+from tests.integration.independent import expected_answer, saved_model
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +66,36 @@ def test_a_huge_amount_scores_higher_with_the_amount_as_a_reason(client, known):
     assert big["score"] > small["score"]
     assert big["decision"] in {"review", "decline"}
     assert {r["feature"] for r in big["reasons"]} & {"tx_amount", "amount_vs_cust_mean_30d"}
+
+
+def test_decisions_equal_the_saved_boosters_own_score(client, known, stack: Settings, env):
+    """Score and decision for real payments against the model's score computed without the service.
+
+    Genuine and fraudulent payments of the last day at their own amounts, plus `known` at a
+    small and a huge amount: the expected answers span more than one decision.
+    """
+    model = saved_model(env["BENTOML_HOME"])
+    store = load_store(stack)
+    tx = pd.read_parquet(stack.raw_dir / "transactions.parquet")
+    last = tx[tx["day"] == tx["day"].max()]
+    picked = pd.concat([last[last.is_fraud == 1].sample(8, random_state=5),
+                        last[last.is_fraud == 0].sample(8, random_state=5)])
+    txs = [known, {**known, "transaction_id": "known-big", "amount": 5000.0}] + [
+        {"transaction_id": f"real-{r.transaction_id}", "customer_id": int(r.customer_id),
+         "terminal_id": int(r.terminal_id), "amount": float(r.amount),
+         "timestamp": "2026-11-28T12:00:00Z"} for r in picked.itertuples()]
+    seen = set()
+    for t in txs:
+        want = expected_answer(store, model, t)
+        body = client.post("/score", json=t).json()
+        assert body["fallback"] is False and body["model_version"] == model.tag
+        # ONNX Runtime may serve the call: equal to the booster within its checked 1e-5.
+        assert body["score"] == pytest.approx(want.score, abs=2e-5), t["transaction_id"]
+        near_cut = min(abs(want.score - c) for c in model.thresholds.values()) < 2e-5
+        assert body["decision"] == want.decision or near_cut, (t["transaction_id"], want)
+        assert body["defaults_used"] == [] and want.null_features == []
+        seen.add(want.decision)
+    assert len(seen) >= 2, seen  # the thresholds were exercised, not only "approve"
 
 
 def test_unknown_customer_gets_default_features_and_says_so(client, known):
@@ -131,6 +167,39 @@ def test_malformed_json_and_oversize_bodies_are_4xx(client, known):
     assert resp.status_code == 400 and "transactions" in resp.text
     # ...and the service is still answering.
     assert client.post("/score", json=known).status_code == 200
+
+
+def _urllib_post(url: str, data: bytes | Iterator[bytes]) -> tuple[int, bytes]:
+    """POST with Python's urllib: the whole body is sent before the answer is read."""
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_5mb_body_sent_whole_before_reading_gets_the_413(client, fraud_url, known):
+    """Python's urllib gets the 413, not a connection reset.
+
+    It sends no `Expect: 100-continue` and asks for `Connection: close`: the server used to answer
+    early and close with the body unread, and the kernel's reset threw the answer away.
+    """
+    padding = "x" * 5_000_000
+    body = json.dumps({**known, "padding": padding}).encode()
+    for _ in range(3):  # every time, not by luck of timing
+        status, answer = _urllib_post(f"{fraud_url}/score", body)
+        assert status == 413, answer[:300]
+        assert json.loads(answer)["detail"][0]["loc"] == ["body"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: judged by what arrives
+        for lo in range(0, len(body), 65_536):
+            yield body[lo:lo + 65_536]
+
+    status, answer = _urllib_post(f"{fraud_url}/score", chunked())
+    assert status == 413 and b"body" in answer
+    status, answer = _urllib_post(f"{fraud_url}/score", json.dumps(known).encode())
+    assert status == 200 and json.loads(answer)["transaction_id"] == known["transaction_id"]
 
 
 def test_every_decision_reaches_the_log_and_the_parquet_drain(client, known, stack: Settings):

@@ -61,9 +61,19 @@ def logged(stack: Settings, fraud_url: str, tmp_path_factory: pytest.TempPathFac
 
 
 def test_monitor_run_reports_from_the_log_with_delayed_labels(logged: Settings, env):
-    proc = _monitor(env, "run", "--model", "fraud")
+    """A healthy period passes: exit 0.
+
+    The input is known (seeded data, model and sample; payments scored with today's features,
+    no fallback): drift, quality and freshness pass on it. Server latency is the one figure
+    this shared machine's load decides, so its limits are lifted here; the next test fails a
+    run on latency.
+    """
+    proc = _monitor({**env, "RTML_MONITOR_P95_MS": "10000", "RTML_MONITOR_P99_MS": "10000"},
+                    "run", "--model", "fraud")
     summary = json.loads((logged.reports_dir / "fraud" / "latest.json").read_text())
-    assert proc.returncode == (0 if summary["status"] == "pass" else 1), proc.stderr
+    assert proc.returncode == 0, (summary["failed_checks"], proc.stdout[-2000:],
+                                  proc.stderr[-2000:])
+    assert summary["status"] == "pass" and summary["failed_checks"] == []
     assert summary["predictions"]["total"] == OLD + RECENT + UNKNOWN
     assert summary["predictions"]["sampled"] is False
     assert summary["labels"] == {"labelled": OLD, "pending": RECENT, "unknown": UNKNOWN}

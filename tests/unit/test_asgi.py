@@ -35,8 +35,15 @@ class EchoApp:
 
 
 def _call(app, *, chunks: list[bytes], path: str = "/score", method: str = "POST",
-          content_length: int | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
-    headers = [(b"host", b"test"), (b"content-type", b"application/json")]
+          content_length: int | None = None, extra_headers: list[tuple[bytes, bytes]] = (),
+          events: list[str] | None = None, stalls: bool = False,
+          ) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Drive `app` with one request; `events` records each body chunk read and each send.
+
+    `stalls`: the client announces more body after the last chunk and then sends nothing.
+    """
+    events = [] if events is None else events
+    headers = [(b"host", b"test"), (b"content-type", b"application/json"), *extra_headers]
     if content_length is not None:
         headers.append((b"content-length", str(content_length).encode()))
     scope: dict[str, Any] = {
@@ -45,18 +52,20 @@ def _call(app, *, chunks: list[bytes], path: str = "/score", method: str = "POST
         "headers": headers, "client": ("127.0.0.1", 1234), "server": ("test", 80),
     }
     messages = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        {"type": "http.request", "body": c, "more_body": stalls or i < len(chunks) - 1}
         for i, c in enumerate(chunks or [b""])
     ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if messages:
+            events.append("read")
             return messages.pop(0)
         await asyncio.sleep(3600)  # a client that sends nothing more
         raise AssertionError("unreachable")
 
     async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
         sent.append(message)
 
     asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=5))
@@ -109,6 +118,62 @@ def test_body_within_limit_reaches_the_app_unchanged(size):
     assert status == 200
     assert inner.bodies == [payload]
     assert body == payload
+
+
+# Regression: urllib sends a whole 5 MB body before reading, with `Connection: close`; the
+# server answered 413 at once and closed with the body unread, and the client saw a reset.
+def test_declared_length_over_limit_reads_the_whole_body_before_the_413():
+    events: list[str] = []
+    chunks = [b"x" * 64] * 5  # 320 bytes declared and sent, limit 100
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT), chunks=chunks, content_length=320,
+                   events=events)
+    _assert_413(*result)
+    assert events == ["read"] * 5 + ["http.response.start", "http.response.body"]
+
+
+def test_chunked_body_over_limit_reads_the_rest_before_the_413():
+    events: list[str] = []
+    chunks = [b"a" * 40, b"b" * 40, b"c" * 40, b"d" * 40, b"e" * 40]  # over the limit at the 3rd
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT), chunks=chunks, events=events)
+    _assert_413(*result)
+    assert events == ["read"] * 5 + ["http.response.start", "http.response.body"]
+
+
+def test_expect_100_continue_is_answered_without_reading_the_body():
+    """Reading would make the server send `100 Continue` and invite the body it refuses."""
+    events: list[str] = []
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT), chunks=[b"x" * 200],
+                   content_length=200, extra_headers=[(b"expect", b"100-Continue")],
+                   events=events)
+    _assert_413(*result)
+    assert "read" not in events
+
+
+def test_a_body_past_the_drain_bound_is_answered_without_reading_it():
+    events: list[str] = []
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT, drain_bytes=1000),
+                   chunks=[b"x" * 1001], content_length=1001, events=events)
+    _assert_413(*result)
+    assert "read" not in events
+
+
+def test_a_chunked_body_is_drained_only_up_to_the_bound():
+    events: list[str] = []
+    chunks = [b"x" * 100] * 30  # 3,000 bytes, drain bound 1,000: stop reading after 11 chunks
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT, drain_bytes=1000), chunks=chunks,
+                   events=events)
+    _assert_413(*result)
+    assert events.count("read") == 11
+
+
+def test_a_client_that_stops_sending_still_gets_the_413_after_the_drain_time():
+    # Declares 500 bytes, sends 150, then nothing (`receive` waits an hour): answered at drain_s.
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT, drain_s=0.05),
+                   chunks=[b"x" * 150], content_length=500, stalls=True)
+    _assert_413(*result)
+    result = _call(BodyLimit(EchoApp(), max_bytes=LIMIT, drain_s=0.05),
+                   chunks=[b"x" * 60, b"x" * 60], stalls=True)  # chunked, over, then silent
+    _assert_413(*result)
 
 
 def test_non_http_scope_passes_through():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.load import _server_timing, summarize
+from rtml.asgi import format_server_timing, parse_server_timing
 
 
 def test_server_timing_parses_each_stage():
@@ -13,9 +14,14 @@ def test_server_timing_parses_each_stage():
 
 
 def test_server_timing_as_the_service_formats_it():
-    # bentos/fraud/service.py joins f"{k};dur={v:.3f}" with ", ".
-    header = ", ".join(f"{k};dur={v:.3f}" for k, v in {"features": 0.1234, "total": 2.0}.items())
-    assert _server_timing(header) == {"features": pytest.approx(0.123), "total": 2.0}
+    """The header the fraud service writes (its own formatter), read back by the load generator."""
+    header = format_server_timing({"features": 0.1234, "model": 0.5, "total": 2.0},
+                                  {"model": "onnx", "cache": "hit"})
+    assert header == ("features;dur=0.123, model;dur=0.500;desc=onnx, total;dur=2.000, "
+                      "cache;desc=hit")
+    assert _server_timing(header) == {"features": 0.123, "model": 0.5, "total": 2.0}
+    assert parse_server_timing(header)["model"] == {"dur": "0.500", "desc": "onnx"}
+    assert parse_server_timing(header)["cache"] == {"desc": "hit"}
 
 
 @pytest.mark.parametrize("header", [None, "", "  ", ","])
