@@ -163,19 +163,40 @@ def _parse_every(text: str, option: str = "--every") -> float:
 def train(
     model: Annotated[str, typer.Argument(help="which model: fraud")] = "fraud",
     service: Annotated[str, typer.Option(help="Feast FeatureService")] = "fraud_model_v1",
+    seeds: Annotated[str | None, typer.Option(
+        help="also refit with each seed, e.g. 0,1,2, and report average precision per seed "
+             "with its spread (the model saved is the first seed's)")] = None,
 ) -> None:
     """Train on a point-in-time training set; save to the BentoML store; write metrics."""
     if model != "fraud":
         raise typer.BadParameter(f"unknown model {model!r}; known: fraud")
     from training.train_fraud import train as train_fraud
 
+    seed_list = _parse_seeds(seeds) if seeds is not None else None
     s = _settings()
     t0 = time.perf_counter()
-    m = train_fraud(s, service_name=service)
-    ours, rule = m["xgboost"], m["baseline_amount_rule"]
+    m = train_fraud(s, service_name=service, seeds=seed_list)
     typer.echo(f"trained {m['bentoml_tag']} in {time.perf_counter() - t0:.1f}s on {m['device']}")
-    for k in ours:
-        typer.echo(f"  {k:24s} xgboost {ours[k]:.3f}   amount rule {rule[k]:.3f}")
+    columns = {"xgboost": m["xgboost"], "logistic": m["baseline_logistic_regression"],
+               "rules": m["baseline_rules"], "amount rule": m["baseline_amount_rule"]}
+    typer.echo(f"  {'':24s}" + "".join(f"{name:>13s}" for name in columns))
+    for k in m["xgboost"]:
+        typer.echo(f"  {k:24s}" + "".join(f"{c[k]:13.3f}" for c in columns.values()))
+    for name, spread in m.get("seeds", {}).items():
+        values = ", ".join(f"{v:.3f}" for v in spread["ap"])
+        typer.echo(f"  average precision over seeds {spread['seeds']}: {name} "
+                   f"{spread['mean']:.3f} ± {spread['std']:.3f} ({values})")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds {text!r}: use integers separated by commas, "
+                                 "e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise typer.BadParameter(f"--seeds {text!r}: give distinct integers, e.g. 0,1,2")
+    return seeds
 
 
 @app.command("serve")

@@ -2,7 +2,8 @@
 
 Time split with the label delay: a model deployed on day T has only seen labels up to T - 7 days,
 so the training period ends `gap_days` before the held-out period begins. The model is compared
-with the rule most processors start from (flag large amounts) on the held-out period.
+on the held-out period with the rule most processors start from (flag large amounts) and with two
+competitive baselines (`training.baselines`): a hand-written rule set and a logistic regression.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import bentoml
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from sklearn.metrics import average_precision_score
 
 from bentos.fraud.backends import ONNX_TOLERANCE, check_onnx, to_onnx
 from rtml.accel import xgboost_device
 from rtml.features import load_store, service_feature_names
 from rtml.settings import Settings
+from training.baselines import fit_logistic, logistic_score, rules_score
 from training.metrics import evaluate, threshold_at_fpr
 
 log = logging.getLogger(__name__)
@@ -125,21 +128,9 @@ def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFram
     return frame
 
 
-def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: int = 300,
-          seed: int = 0, train_days: int | None = None, test_days: int = 14) -> dict[str, Any]:
-    """Build the training set, fit, evaluate against the rule baseline, save model and metrics."""
-    store = load_store(settings)
-    features = service_feature_names(store, service_name)
-    n_days = int(pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["day"])
-                 ["day"].max()) + 1
-    split = make_split(n_days, train_days=train_days, test_days=test_days)
-    frame = training_frame(settings, service_name, first_day=split.train[0])
-
-    def part(days: tuple[int, int]) -> pd.DataFrame:
-        return frame[(frame["day"] >= days[0]) & (frame["day"] < days[1])]
-
-    train_df, valid_df, test_df = part(split.train), part(split.valid), part(split.test)
-    device = xgboost_device()
+def fit_booster(train_df: pd.DataFrame, valid_df: pd.DataFrame, features: list[str], *,
+                seed: int, rounds: int, device: str) -> xgb.Booster:
+    """XGBoost with early stopping on the validation days; the trees up to the best round."""
     dtrain = xgb.DMatrix(train_df[features], label=train_df["is_fraud"], feature_names=features)
     dvalid = xgb.DMatrix(valid_df[features], label=valid_df["is_fraud"], feature_names=features)
     booster = xgb.train(
@@ -152,6 +143,60 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
     )
     booster = booster[: booster.best_iteration + 1]
     booster.set_param({"device": "cpu"})  # the saved model loads anywhere; serving picks device
+    return booster
+
+
+def seed_spread(train_df: pd.DataFrame, valid_df: pd.DataFrame, test_df: pd.DataFrame,
+                features: list[str], *, seeds: list[int], rounds: int, device: str,
+                first: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Test average precision of each scorer refitted per seed: values, mean, std (ddof=1).
+
+    Only the models are refitted; the training frame and split are the same for every seed.
+    `first` holds the APs already measured with `seeds[0]`. XGBoost's seed drives its row and
+    column subsampling; the logistic regression (lbfgs) and the rules do not depend on it, so
+    their spread is zero by construction and listed for a like-for-like table.
+    """
+    y = test_df["is_fraud"].to_numpy()
+    ap: dict[str, list[float]] = {name: [value] for name, value in first.items()}
+    for seed in seeds[1:]:
+        booster = fit_booster(train_df, valid_df, features, seed=seed, rounds=rounds,
+                              device=device)
+        pred = booster.inplace_predict(test_df[features].to_numpy(dtype=np.float32))
+        ap["xgboost"].append(float(average_precision_score(y, pred)))
+        lr = fit_logistic(train_df, features, seed=seed)
+        ap["logistic_regression"].append(
+            float(average_precision_score(y, logistic_score(lr, test_df, features))))
+        ap["rules"].append(first["rules"])
+        ap["amount_rule"].append(first["amount_rule"])
+    return {name: {"seeds": list(seeds), "ap": values, "mean": float(np.mean(values)),
+                   "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+            for name, values in ap.items()}
+
+
+def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: int = 300,
+          seed: int = 0, train_days: int | None = None, test_days: int = 14,
+          seeds: list[int] | None = None) -> dict[str, Any]:
+    """Build the training set, fit, evaluate against the baselines, save model and metrics.
+
+    `seeds` (e.g. [0, 1, 2]): also refit the models with each seed on the same training frame
+    and report test average precision per seed with its spread (`metrics["seeds"]`); the model
+    saved is the one fitted with `seeds[0]`. None: one fit with `seed`.
+    """
+    seeds = list(seeds) if seeds else [seed]
+    store = load_store(settings)
+    features = service_feature_names(store, service_name)
+    n_days = int(pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["day"])
+                 ["day"].max()) + 1
+    split = make_split(n_days, train_days=train_days, test_days=test_days)
+    frame = training_frame(settings, service_name, first_day=split.train[0])
+
+    def part(days: tuple[int, int]) -> pd.DataFrame:
+        return frame[(frame["day"] >= days[0]) & (frame["day"] < days[1])]
+
+    train_df, valid_df, test_df = part(split.train), part(split.valid), part(split.test)
+    device = xgboost_device()
+    booster = fit_booster(train_df, valid_df, features, seed=seeds[0], rounds=rounds,
+                          device=device)
 
     def score(df: pd.DataFrame) -> np.ndarray:
         return booster.inplace_predict(df[features].to_numpy(dtype=np.float32))
@@ -168,6 +213,9 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
     onnx_model = to_onnx(booster, len(features))
     onnx_diff = check_onnx(booster, onnx_model, test_df[features].to_numpy(dtype=np.float32))
     baseline_metrics = evaluate(test_df, test_df["amount"].to_numpy())
+    rules_metrics = evaluate(test_df, rules_score(test_df))
+    logistic = fit_logistic(train_df, features, seed=seeds[0])
+    logistic_metrics = evaluate(test_df, logistic_score(logistic, test_df, features))
     start = pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["event_timestamp"])[
         "event_timestamp"].min().normalize()
 
@@ -190,7 +238,16 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
                  "bytes": len(onnx_model)},
         "xgboost": model_metrics,
         "baseline_amount_rule": baseline_metrics,
+        "baseline_rules": rules_metrics,
+        "baseline_logistic_regression": logistic_metrics,
     }
+    if len(seeds) > 1:
+        first = {"xgboost": model_metrics["average_precision"],
+                 "logistic_regression": logistic_metrics["average_precision"],
+                 "rules": rules_metrics["average_precision"],
+                 "amount_rule": baseline_metrics["average_precision"]}
+        metrics["seeds"] = seed_spread(train_df, valid_df, test_df, features, seeds=seeds,
+                                       rounds=rounds, device=device, first=first)
     saved = bentoml.xgboost.save_model(
         MODEL_NAME,
         booster,

@@ -92,7 +92,8 @@ def stack(valkey: Settings, env: dict[str, str]) -> Settings:
     run([str(BIN / "feast"), "apply"], env=env, cwd=root)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     run([str(BIN / "feast"), "materialize-incremental", now], env=env, cwd=root)
-    run([str(BIN / "rtml"), "train", "fraud"], env=env, cwd=root)
+    # Three seeds: test_model_quality checks every one against the amount rule.
+    run([str(BIN / "rtml"), "train", "fraud", "--seeds", "0,1,2"], env=env, cwd=root)
     return valkey
 
 

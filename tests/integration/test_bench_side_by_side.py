@@ -25,11 +25,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pg_dsn() -> str:
-    """The benchmark database; skipped (saying how to start it) where no Postgres runs."""
+    """The benchmark database: a failure (saying how to start one) where no Postgres answers.
+
+    Not a skip: the naive target is half of the side-by-side claim, and a skipped check is one
+    nobody reads. CI's machine runs Postgres on :5432 and `.ci/run` starts the service.
+    """
     try:
         check_postgres(DEFAULT_DSN)
     except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        pytest.fail(str(exc), pytrace=False)
     return DEFAULT_DSN
 
 

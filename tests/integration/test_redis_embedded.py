@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import redis
 
 from rtml.redis_server import embedded_pid, ensure_redis, ping, stop_embedded
@@ -43,11 +42,10 @@ def test_embedded_data_survives_a_restart(tmp_path):
         stop_embedded(settings)
 
 
-def test_an_answering_server_is_used_as_is(tmp_path):
-    # The shared Redis of this machine (CI and sessions run one on :6379).
-    settings = Settings(repo_root=tmp_path)
-    if not ping(settings.redis_host, settings.redis_port):
-        pytest.skip("no Redis on localhost:6379 here")
+def test_an_answering_server_is_used_as_is(tmp_path, valkey: Settings):
+    # The session's Valkey answers at that address, but this project folder did not start it.
+    settings = Settings(repo_root=tmp_path, redis_address=valkey.redis_address)
+    assert ping(settings.redis_host, settings.redis_port)
     said: list[str] = []
     status = ensure_redis(settings, say=said.append)
     assert not status.embedded and not status.started_now and said == []

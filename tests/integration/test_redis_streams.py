@@ -1,7 +1,8 @@
 """The Redis Streams source and the producer against real servers.
 
-The shared Redis on :6379 is used only under a random key prefix, deleted afterwards; the restart
-test owns a private Valkey on a free port, so stopping it touches nothing else.
+The tests' own Valkey (the session's, from conftest) is used under a random key prefix, deleted
+afterwards, so no Redis on :6379 is needed; the restart test owns a private Valkey on a free port,
+so stopping it touches nothing else.
 """
 
 from __future__ import annotations
@@ -21,21 +22,24 @@ import redis
 from pipelines.produce import produce
 from pipelines.redis_streams import RedisStreamPartition, RedisStreamSource, dead_letter
 from rtml.events import decode, partition_of, stream_key
-from rtml.redis_server import ping, start_embedded, stop_embedded
+from rtml.redis_server import start_embedded, stop_embedded
 from rtml.settings import Settings
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
-HOST, PORT = "localhost", 6379
+
+@pytest.fixture
+def server(valkey: Settings) -> tuple[str, int]:
+    """Host and port of the session's own Valkey (started by conftest on a free port)."""
+    return valkey.redis_host, valkey.redis_port
 
 
 @pytest.fixture
-def shared() -> Iterator[redis.Redis]:
-    """A client of the shared Redis; skips when none runs."""
-    if not ping(HOST, PORT):
-        pytest.skip(f"no Redis at {HOST}:{PORT}")
-    client = redis.Redis(host=HOST, port=PORT, decode_responses=True)
+def shared(server: tuple[str, int]) -> Iterator[redis.Redis]:
+    """A client of the session's Valkey."""
+    host, port = server
+    client = redis.Redis(host=host, port=port, decode_responses=True)
     yield client
     client.close()
 
@@ -88,16 +92,18 @@ def ids(entries: list) -> list[str]:
     return [decode(fields).transaction_id for _, fields in entries]
 
 
-def test_source_yields_every_produced_event_in_order_per_partition(prefix: str):
+def test_source_yields_every_produced_event_in_order_per_partition(server: tuple[str, int],
+                                                                   prefix: str):
+    host, port = server
     n, partitions = 6000, 3
     tx = transactions(n)
-    out = produce(host=HOST, port=PORT, transactions=tx, rate=1e9, duration=None,
+    out = produce(host=host, port=port, transactions=tx, rate=1e9, duration=None,
                   partitions=partitions, prefix=prefix, progress=False)
     assert out["sent"] == n
     assert out["achieved_rate"] > 0
 
     streams = [stream_key(i, prefix) for i in range(partitions)]
-    source = RedisStreamSource(host=HOST, port=PORT, streams=streams, batch_size=500)
+    source = RedisStreamSource(host=host, port=port, streams=streams, batch_size=500)
     assert source.list_parts() == streams
     total = 0
     for i, key in enumerate(streams):
@@ -114,8 +120,9 @@ def test_source_yields_every_produced_event_in_order_per_partition(prefix: str):
     assert total == n
 
 
-def test_empty_stream_returns_at_once_and_schedules_a_wake_up(prefix: str):
-    source = RedisStreamSource(host=HOST, port=PORT, streams=[stream_key(0, prefix)],
+def test_empty_stream_returns_at_once_and_schedules_a_wake_up(server: tuple[str, int], prefix: str):
+    host, port = server
+    source = RedisStreamSource(host=host, port=port, streams=[stream_key(0, prefix)],
                                idle_wait=timedelta(milliseconds=50))
     part = source.build_part("input", stream_key(0, prefix), None)
     result: list = []
@@ -131,10 +138,12 @@ def test_empty_stream_returns_at_once_and_schedules_a_wake_up(prefix: str):
     part.close()
 
 
-def test_dollar_start_reads_only_new_entries(shared: redis.Redis, prefix: str):
+def test_dollar_start_reads_only_new_entries(server: tuple[str, int], shared: redis.Redis,
+                                             prefix: str):
+    host, port = server
     key = stream_key(0, prefix)
     shared.xadd(key, {"old": "1"})
-    part = RedisStreamSource(host=HOST, port=PORT, streams=[key], start_id="$").build_part(
+    part = RedisStreamSource(host=host, port=port, streams=[key], start_id="$").build_part(
         "input", key, None)
     assert part.next_batch() == []
     new_id = shared.xadd(key, {"new": "1"})
@@ -142,13 +151,14 @@ def test_dollar_start_reads_only_new_entries(shared: redis.Redis, prefix: str):
     part.close()
 
 
-def test_resume_after_snapshot_yields_exactly_the_rest(prefix: str):
+def test_resume_after_snapshot_yields_exactly_the_rest(server: tuple[str, int], prefix: str):
+    host, port = server
     n = 1000
     tx = transactions(n)
-    produce(host=HOST, port=PORT, transactions=tx, rate=1e9, duration=None, partitions=1,
+    produce(host=host, port=port, transactions=tx, rate=1e9, duration=None, partitions=1,
             prefix=prefix, progress=False)
     key = stream_key(0, prefix)
-    source = RedisStreamSource(host=HOST, port=PORT, streams=[key], batch_size=100)
+    source = RedisStreamSource(host=host, port=port, streams=[key], batch_size=100)
     first = source.build_part("input", key, None)
     head: list = []
     while len(head) < n // 2:
@@ -207,16 +217,18 @@ def test_survives_a_redis_restart_and_delivers_everything(tmp_path: Path,
         stop_embedded(settings)
 
 
-def test_streams_are_capped(shared: redis.Redis, prefix: str):
-    out = produce(host=HOST, port=PORT, transactions=transactions(5000), rate=1e9,
+def test_streams_are_capped(server: tuple[str, int], shared: redis.Redis, prefix: str):
+    host, port = server
+    out = produce(host=host, port=port, transactions=transactions(5000), rate=1e9,
                   duration=None, partitions=1, prefix=prefix, maxlen=1000, progress=False)
     assert out["sent"] == 5000
     assert 1000 <= shared.xlen(stream_key(0, prefix)) < 2000
 
 
-def test_producer_paces_open_loop(prefix: str):
+def test_producer_paces_open_loop(server: tuple[str, int], prefix: str):
+    host, port = server
     rate, duration = 2000.0, 0.5
-    out = produce(host=HOST, port=PORT, transactions=transactions(10_000), rate=rate,
+    out = produce(host=host, port=port, transactions=transactions(10_000), rate=rate,
                   duration=duration, partitions=2, prefix=prefix, progress=False)
     # Event i is due at i/rate: within `duration` at most rate*duration + 1 are ever due.
     assert 0 < out["sent"] <= rate * duration + 1
