@@ -119,6 +119,7 @@ def test_training_features_equal_what_the_service_reads(stack_v2: Settings, env_
     served = pd.DataFrame.from_dict(logged, orient="index")
 
     history = pd.concat([raw[h.COLUMNS], events, warm, done], ignore_index=True)
+    history["transaction_id"] = history["transaction_id"].astype(str)
     training = _training_repo(stack_v2, tmp_path, history, until=datetime.now(UTC))
     built = point_in_time_features(load_store(training), "fraud_model_v2",
                                    requests.reset_index(drop=True)).set_index("transaction_id")
