@@ -119,9 +119,11 @@ def usage(start: Snapshot, end: Snapshot) -> dict[str, Any]:
     ours = max(0, sum(end.ours.values()) - sum(start.ours.values()))
     if capacity <= 0:
         return {"seconds": 0.0, "busy_share": 0.0, "ours_share": 0.0, "others_share": 0.0,
-                "steal_share": 0.0, "irq_share": 0.0}
+                "steal_share": 0.0, "irq_share": 0.0, "ours_cpu_s": 0.0, "others_cpu_s": 0.0}
     return {
         "seconds": round(capacity * TICK_S / max(1, _cores()), 2),
+        "ours_cpu_s": round(ours * TICK_S, 2),
+        "others_cpu_s": round(max(0, busy - ours) * TICK_S, 2),
         "busy_share": round(busy / capacity, 4),
         "ours_share": round(min(ours, busy) / capacity, 4),
         "others_share": round(max(0, busy - ours) / capacity, 4),

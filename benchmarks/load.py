@@ -83,20 +83,23 @@ def customer_mix(requests: list[dict[str, Any]]) -> dict[str, float]:
     return {"distinct_customers": len(counts), "top1pct_share": sum(counts[:top]) / len(requests)}
 
 
-def _server_timing(header: str | None) -> tuple[dict[str, float], str | None]:
-    """`Server-Timing` entries as name -> milliseconds, and the model backend it names.
-
-    The backend is the `model` entry's `desc` (`model;dur=0.1;desc=onnx`): what the server says
-    it ran, recorded per request rather than assumed from its settings.
-    """
+def _server_timing(header: str | None) -> dict[str, float]:
+    """`Server-Timing` entries (`name;dur=1.2;desc=...`) as name -> milliseconds."""
     out: dict[str, float] = {}
-    parsed = parse_server_timing(header)
-    for name, params in parsed.items():
+    for name, params in parse_server_timing(header).items():
         try:
             out[name] = float(params["dur"])
         except (KeyError, ValueError):
             pass
-    return out, parsed.get("model", {}).get("desc")
+    return out
+
+
+def _model_backend(header: str | None) -> str | None:
+    """The model backend the server says it ran (`model;dur=0.1;desc=onnx`), or None.
+
+    Recorded per request: what ran, measured, rather than assumed from the server's settings.
+    """
+    return parse_server_timing(header).get("model", {}).get("desc")
 
 
 def _payload(bodies: list[dict[str, Any]], path: str) -> Any:
@@ -114,8 +117,9 @@ async def _one(session: aiohttp.ClientSession, url: str, bodies: list[dict[str, 
     try:
         async with session.post(url, json=_payload(bodies, url)) as resp:
             data = await resp.json(content_type=None)
-            timing, backend = _server_timing(resp.headers.get("Server-Timing"))
-            rec.update(status=resp.status, timing=timing, backend=backend)
+            header = resp.headers.get("Server-Timing")
+            rec.update(status=resp.status, timing=_server_timing(header),
+                       backend=_model_backend(header))
             if resp.status == 200:
                 answers = data if isinstance(data, list) else [data]
                 rec.update(decisions=[a["decision"] for a in answers],

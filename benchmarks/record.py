@@ -53,7 +53,7 @@ def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
                               timeout=10, check=True).stdout
     try:
         commit = git("rev-parse", "HEAD").strip()
-        lines = git("status", "--porcelain", "--untracked-files=normal").splitlines()
+        lines = git("status", "--porcelain", "--untracked-files=all").splitlines()
     except (OSError, subprocess.SubprocessError) as exc:
         return {"commit": None, "dirty": None, "error": str(exc)[:200]}
     changed = [ln[3:] for ln in lines if not ln[3:].startswith(GENERATED)]
