@@ -49,7 +49,8 @@ def _saturate(d: dict[str, Any]) -> str:
                            else f"{rules[k]['saturation_rps']:.3g}" for k in ("no_shed",
                                                                               "shed_1pct"))
         else:
-            fig = f"{r.get('saturation_rps') or '–'} (≤ 1% shed only)"
+            sat = r.get("saturation_rps")
+            fig = f"{'–' if sat is None else format(sat, '.3g')} (≤ 1% shed only)"
         mode = r.get("server", {}).get("odfv_mode")
         parts.append(f"{r.get('target', 'rtml')}{f' ({mode})' if mode else ''} {r['path']}"
                      f"{'' if r.get('batching') is None else ' batching ' + str(r['batching'])}"
@@ -58,6 +59,9 @@ def _saturate(d: dict[str, Any]) -> str:
 
 
 def _stream(d: dict[str, Any]) -> str:
+    if "throughput" not in d:  # the first format: one backlog phase, start-up included
+        return (f"{d.get('events_per_s_incl_startup', 0):,} events/s incl. start-up; "
+                f"{d.get('rows_pushed', 0):,} rows pushed")
     t, lat, mem = d.get("throughput", {}), d.get("latency", {}), d.get("memory", {})
     rows = (f", {t['rows_written_per_s']:,} rows written/s" if "rows_written_per_s" in t else "")
     span = f" over {t['event_span_h']:g} h" if "event_span_h" in t else " (stamped now)"
@@ -76,7 +80,7 @@ def headline(d: dict[str, Any]) -> str:
             return _score(d)
         if kind == "saturate":
             return _saturate(d)
-        if kind == "stream" or "throughput" in d:
+        if kind == "stream":
             return _stream(d)
         if kind == "cost":
             return f"rule {d.get('rule')}, from {Path(d.get('source', '')).name}"
@@ -109,9 +113,10 @@ def row(path: Path) -> dict[str, str]:
     cells = {"file": f"[{path.name}](../benchmarks/results/{path.name})", "kind": kind,
              "headline": headline(d).replace("|", "\\|")}
     if not meta:
-        cores = (d.get("machine") or {}).get("cpus", "?")
+        cores = (d.get("machine") or {}).get("cpus")
         return {**cells, "commit": "–", "model": str(d.get("model") or "–"), "settings": "–",
-                "machine": f"{cores} cores", "others": "not measured",
+                "machine": f"{cores} cores" if cores else "not recorded",
+                "others": "not measured",
                 "status": "no metadata (before the metadata rule)"}
     git, mach, model = meta["git"], meta["machine"], meta.get("model") or {}
     serving = meta["settings"]["serving"]
