@@ -10,20 +10,16 @@ one thread, XGBoost on CUDA when present) plus TreeSHAP reasons, and prints what
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.record import RESULTS, Recorder
 from bentos.fraud.backends import Backend, NativeBackend, OnnxBackend
 from bentos.fraud.model import FraudModel
 from rtml.accel import cuda_available
 from rtml.settings import Settings
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _time(fn, repeat: int) -> dict[str, float]:
@@ -39,8 +35,9 @@ def _time(fn, repeat: int) -> dict[str, float]:
             "p99_us": float(np.percentile(out, 99) * 1e6)}
 
 
-def main(settings: Settings, *, repeat: int) -> dict:
+def main(settings: Settings, *, repeat: int, out_dir: Path = RESULTS) -> dict:
     """Measure, print a markdown table, write the JSON; returns the result."""
+    rec = Recorder("backends", settings)
     model = FraudModel.load(settings.fraud_model_tag, backend="auto")
     from bentoml import models
 
@@ -53,20 +50,18 @@ def main(settings: Settings, *, repeat: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.gamma(1.0, 20.0, size=(64, len(model.features))).astype(np.float32)
     rows = []
-    for b in backends:
+    with rec.window("backends"):
+        for b in backends:
+            for n in (1, 64):
+                xs = np.ascontiguousarray(x[:n])
+                rows.append({"backend": b.name, "rows": n,
+                             **_time(lambda b=b, xs=xs: b.predict(xs), repeat)})
         for n in (1, 64):
             xs = np.ascontiguousarray(x[:n])
-            rows.append({"backend": b.name, "rows": n,
-                         **_time(lambda b=b, xs=xs: b.predict(xs), repeat)})
-    for n in (1, 64):
-        xs = np.ascontiguousarray(x[:n])
-        rows.append({"backend": "treeshap (reasons)", "rows": n,
-                     **_time(lambda xs=xs: model.contributions(xs), max(50, repeat // 10))})
+            rows.append({"backend": "treeshap (reasons)", "rows": n,
+                         **_time(lambda xs=xs: model.contributions(xs), max(50, repeat // 10))})
     result = {
-        "kind": "backends", "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor(),
-                    "cuda": cuda_available()},
-        "model": model.version, "features": len(model.features),
+        "cuda": cuda_available(), "model": model.version, "features": len(model.features),
         "trees": model.booster.num_boosted_rounds(), "results": rows,
         "auto": model.router.describe(),
     }
@@ -76,14 +71,13 @@ def main(settings: Settings, *, repeat: int) -> dict:
         print(f"| {r['backend']} | {r['rows']} | {r['p50_us']:.1f} | {r['p99_us']:.1f} | "
               f"{r['p50_us'] / r['rows']:.1f} |")
     print(f"\nauto: {result['auto']}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"backends-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
+    print(f"-> {rec.write(dict(result), out_dir=out_dir)}")
     return result
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2000)
-    main(Settings(), repeat=parser.parse_args().repeat)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    main(Settings(), repeat=args.repeat, out_dir=args.results_dir)

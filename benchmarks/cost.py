@@ -4,9 +4,11 @@ The seed article prices 1 M predictions/day as "300 requests/sec = 3 T4 GPUs = $
 60% cached as 1.2 GPUs. Two things are off there: 1 M a day is 11.6 a second on average (300/s is a
 peak, 26x the mean), and a tree model's capacity per core is measured, not assumed. This module
 takes the scored transactions/s per core (and per GPU where a run measured one) from the latest
-`rtml bench saturate` results and recomputes the table: units (cores or GPUs) = ceil(rate x
-(1 - cache hit rate) / capacity per unit), machines = ceil(cores / cores per machine). Prices are
-options with plain defaults, stated in the output, never hidden in the numbers.
+`rtml bench saturate` results that were not discarded and recomputes the table: units (cores or
+GPUs) = ceil(rate x (1 - cache hit rate) / capacity per unit), machines = ceil(cores / cores per
+machine). Capacity is the saturation point under one shed rule, `no_shed` by default (the rate
+served without refusing anyone; `shed_1pct` allows up to 1% answered 503), named in the output.
+Prices are options with plain defaults, stated in the output, never hidden in the numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 SECONDS_PER_DAY = 86_400
+RULE_NAMES = {"no_shed": "0 requests shed", "shed_1pct": "up to 1% of requests shed (503)"}
 
 
 @dataclass(frozen=True)
@@ -34,22 +37,36 @@ def _is_rtml(run: dict[str, Any]) -> bool:
 
 
 def latest(results_dir: Path) -> Path:
-    """The newest saturate-*.json measuring rtml (names sort by their UTC stamp)."""
+    """The newest saturate-*.json measuring rtml and not discarded (names sort by UTC stamp)."""
     for path in sorted(results_dir.glob("saturate-*.json"), reverse=True):
-        if any(_is_rtml(r) for r in json.loads(path.read_text()).get("runs", [])):
+        data = json.loads(path.read_text())
+        if not data.get("discarded") and any(_is_rtml(r) for r in data.get("runs", [])):
             return path
-    raise FileNotFoundError(f"no saturate-*.json of rtml in {results_dir}: run `rtml bench "
-                            "saturate` first")
+    raise FileNotFoundError(f"no saturate-*.json of rtml in {results_dir} that was not "
+                            "discarded: run `rtml bench saturate` first")
 
 
-def load_capacity(path: Path, *, best_only: bool = False) -> list[Capacity]:
+def _by_rule(run: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The run's figures under `rule`; a file from before both rules were kept has `shed_1pct`."""
+    if "rules" in run:
+        return {**run, **run["rules"][rule]}
+    if rule != "shed_1pct":
+        return {**run, "scored_tx_per_s": 0.0, "tx_per_s_per_core": 0.0}
+    return run
+
+
+def load_capacity(path: Path, *, best_only: bool = False, rule: str = "no_shed"
+                  ) -> list[Capacity]:
     """One capacity per (endpoint, batching, device) run that reached a saturation point.
 
     `best_only`: per (endpoint, device) only the better batching setting — what one would deploy.
+    `rule`: which saturation point counts (`RULE_NAMES`).
     """
+    if rule not in RULE_NAMES:
+        raise ValueError(f"--rule {rule!r}: one of {', '.join(RULE_NAMES)}")
     data: dict[str, Any] = json.loads(Path(path).read_text())
-    runs = [r for r in data.get("runs", [])
-            if r.get("scored_tx_per_s") and _is_rtml(r)]
+    runs = [_by_rule(r, rule) for r in data.get("runs", []) if _is_rtml(r)]
+    runs = [r for r in runs if r.get("scored_tx_per_s")]
     if best_only:
         best: dict[tuple, dict[str, Any]] = {}
         for r in runs:
@@ -68,7 +85,10 @@ def load_capacity(path: Path, *, best_only: bool = False) -> list[Capacity]:
         per = r["scored_tx_per_s"] if gpu else r["tx_per_s_per_core"]
         out.append(Capacity(name=name, unit="gpu" if gpu else "core", per_unit=float(per)))
     if not out:
-        raise ValueError(f"{path}: no run reached a saturation point")
+        raise ValueError(f"{path}: no run reached a saturation point under {RULE_NAMES[rule]}"
+                         + ("" if any("rules" in r for r in data.get("runs", [])) or
+                            rule == "shed_1pct" else " (the file predates the two rules: "
+                            "try --rule shed_1pct)"))
     return out
 
 
@@ -133,7 +153,8 @@ def plan(capacities: list[Capacity], *, per_day: float, peak: float, hit_rate: f
 
 
 def report(capacities: list[Capacity], *, per_day: float, peak: float, hit_rate: float,
-           cores_per_machine: int, core_hour_usd: float, gpu_hour_usd: float) -> str:
+           cores_per_machine: int, core_hour_usd: float, gpu_hour_usd: float,
+           rule: str = "no_shed") -> str:
     """The markdown table, the seed's claim next to it, and the assumptions."""
     rows = plan(capacities, per_day=per_day, peak=peak, hit_rate=hit_rate,
                 cores_per_machine=cores_per_machine, core_hour_usd=core_hour_usd,
@@ -155,9 +176,28 @@ def report(capacities: list[Capacity], *, per_day: float, peak: float, hit_rate:
         "",
         f"1,000,000 predictions/day is {1e6 / SECONDS_PER_DAY:.1f}/s on average; the article's "
         "300/s is a peak (26x the mean).",
+        f"Capacity rule: the saturation point with {RULE_NAMES.get(rule, rule)}.",
         f"Assumptions: {cores_per_machine} cores per machine at ${core_hour_usd}/core-hour, "
         f"${gpu_hour_usd}/GPU-hour; capacity per core is the saturation throughput divided by "
         "the server's worker processes, measured with the load generator on the same machine "
         "(a lower bound). At least one unit per row: a service that exists costs a machine.",
     ]
     return "\n".join(lines)
+
+
+def write(settings: Any, *, source: Path, capacities: list[Capacity], rule: str, text: str,
+          out_dir: Path, **options: Any) -> Path:
+    """The cost table as a results file; a discarded source run makes this one discarded too."""
+    from benchmarks.record import Recorder
+
+    src = json.loads(Path(source).read_text())
+    rec = Recorder("cost", settings, model=False)
+    reason = (f"derived from a discarded run ({Path(source).name}: {src['discarded']})"
+              if src.get("discarded") else None)
+    payload = {"source": str(source), "source_model": (src.get("meta") or {}).get("model"),
+               "rule": rule, "rule_text": RULE_NAMES[rule],
+               "capacities": [c.__dict__ for c in capacities], "options": options,
+               "rows": plan(capacities, **options), "table": text}
+    if reason:
+        payload["discarded"] = reason
+    return rec.write(payload, out_dir=out_dir)

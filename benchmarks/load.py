@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
-import platform
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -27,10 +25,10 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
+from benchmarks.record import RESULTS, Recorder
 from rtml.asgi import parse_server_timing
 from rtml.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 # Zipf exponent of the customer draw: 0 = one distinct customer per request while they last.
 # Around 1 is the classic web-traffic skew; card payments are flatter, so a bit under it.
@@ -96,6 +94,14 @@ def _server_timing(header: str | None) -> dict[str, float]:
     return out
 
 
+def _model_backend(header: str | None) -> str | None:
+    """The model backend the server says it ran (`model;dur=0.1;desc=onnx`), or None.
+
+    Recorded per request: what ran, measured, rather than assumed from the server's settings.
+    """
+    return parse_server_timing(header).get("model", {}).get("desc")
+
+
 def _payload(bodies: list[dict[str, Any]], path: str) -> Any:
     clean = [{k: v for k, v in b.items() if not k.startswith("_")} for b in bodies]
     return {"transactions": clean} if path.endswith("_batch") else clean[0]
@@ -111,10 +117,13 @@ async def _one(session: aiohttp.ClientSession, url: str, bodies: list[dict[str, 
     try:
         async with session.post(url, json=_payload(bodies, url)) as resp:
             data = await resp.json(content_type=None)
-            rec.update(status=resp.status, timing=_server_timing(resp.headers.get("Server-Timing")))
+            header = resp.headers.get("Server-Timing")
+            rec.update(status=resp.status, timing=_server_timing(header),
+                       backend=_model_backend(header))
             if resp.status == 200:
                 answers = data if isinstance(data, list) else [data]
                 rec.update(decisions=[a["decision"] for a in answers],
+                           versions=[a.get("model_version") for a in answers],
                            fallback_reasons=[a.get("fallback_reason") or "unknown"
                                              for a in answers if a.get("fallback")])
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
@@ -215,6 +224,9 @@ def summarize(results: list[dict[str, Any]], *, rate: float, elapsed: float) -> 
         "fallbacks": sum(reasons.values()),
         "fallback_reasons": dict(reasons),
         "decisions": dict(Counter(d for r in ok for d in r.get("decisions", []))),
+        # What the server said it ran: the model backend per request, the model per answer.
+        "backends_used": dict(Counter(str(r.get("backend")) for r in ok)),
+        "model_versions": dict(Counter(str(v) for r in ok for v in r.get("versions", []))),
         "server_stage_ms_p50": {k: float(np.median(v)) for k, v in stages.items()},
         "server_stage_ms_p99": {k: float(np.percentile(v, 99)) for k, v in stages.items()},
         "histogram": histogram(lat),
@@ -243,22 +255,6 @@ def table(rows: list[dict[str, Any]], *, first: str = "rate (rps)") -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {"cpus": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
-
-
-def write_results(kind: str, payload: dict[str, Any], *, out_dir: Path = RESULTS) -> Path:
-    """`<out_dir>/<kind>-<UTC stamp>.json` with the machine description added."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = out_dir / f"{kind}-{stamp}.json"
-    out.write_text(json.dumps({"kind": kind, "measured_at": stamp, "machine": machine(),
-                               **payload}, indent=2))
-    return out
-
-
 def main(settings: Settings, *, url: str, duration: float, rates: list[float],
          skew: float = DEFAULT_SKEW, out_dir: Path = RESULTS,
          hist: Path | None = DOCS_IMG / "latency-hist.png") -> int:
@@ -272,19 +268,26 @@ def main(settings: Settings, *, url: str, duration: float, rates: list[float],
     from benchmarks.report import plot_histograms
 
     rows = []
+    rec = Recorder("score", settings)
+    started = False
     with contextlib.ExitStack() as stack:
-        if not servers.answers(url):
+        if servers.answers(url):
+            rec.add_port(int(url.rsplit(":", 1)[1].split("/")[0]))
+        else:
             url = stack.enter_context(servers.rtml_server(settings, port=servers.Ports().take()))
+            started = True
             print(f"  rtml: nothing answered at the given --url; started bentoml serve at {url}")
         asyncio.run(run_load(url, sample_requests(settings, 200, seed=99, skew=skew), rate=100,
                              progress=False))
         for rate in rates:
             reqs = sample_requests(settings, int(rate * duration), seed=int(rate), skew=skew)
-            rows.append(asyncio.run(run_load(url, reqs, rate=rate,
-                                             label=f"/score {rate:g} rps")))
+            with rec.window(f"/score {rate:g} rps"):
+                rows.append(asyncio.run(run_load(url, reqs, rate=rate,
+                                                 label=f"/score {rate:g} rps")))
             rows[-1]["label"] = f"{rate:g}"
-    out = write_results("score", {"url": url, "duration_s": duration, "skew": skew, "runs": rows},
-                        out_dir=out_dir)
+    out = rec.write({"url": url, "server": "started by the harness" if started else
+                     "already running at --url (its settings may differ from this environment's)",
+                     "duration_s": duration, "skew": skew, "runs": rows}, out_dir=out_dir)
     print(table(rows))
     if hist is not None:
         plot_histograms({f"/score {r['label']} rps": r["histogram"] for r in rows}, hist,

@@ -7,7 +7,8 @@ with covering B-tree indexes on (customer_id, ts) and (terminal_id, ts), then AN
 request is two index range scans, not a table scan: a fair naive, not a straw man. One SQL
 statement (one round trip) computes every feature the model's FeatureService lists, with the
 same windows as the nightly job and the stream (terminal windows shifted by the 7-day label
-delay), relative to the request's timestamp; then the same booster scores it.
+delay), relative to the request's timestamp; then the fraud service's own model code scores it
+(`benchmarks.model`: the same backend choice, TreeSHAP reasons on one thread).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.httpapp import make_app, serve
-from benchmarks.model import BenchModel
+from benchmarks.model import answer_timed, load_model
+from bentos.fraud.model import FraudModel
 from rtml.features import request_features
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"
@@ -125,7 +127,8 @@ def load_transactions(dsn: str, parquet: Path, table: str) -> int:
 class NaiveScorer:
     """A small connection pool, the one feature statement, the model."""
 
-    def __init__(self, *, dsn: str, table: str, model: BenchModel, connections: int = 4) -> None:
+    def __init__(self, *, dsn: str, table: str, model: FraudModel, connections: int = 4
+                 ) -> None:
         self.dsn, self.sql, self.model, self.size = dsn, feature_sql(table), model, connections
         self.pool: asyncio.Queue = asyncio.Queue()
 
@@ -138,7 +141,8 @@ class NaiveScorer:
                                                          prepare_threshold=0)
             self.pool.put_nowait(conn)
 
-    async def __call__(self, tx: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    async def __call__(self, tx: dict[str, Any], timings: dict[str, float],
+                       notes: dict[str, str]) -> dict[str, Any]:
         t0 = time.perf_counter()
         conn = await self.pool.get()
         try:
@@ -150,7 +154,8 @@ class NaiveScorer:
             self.pool.put_nowait(conn)
         values = {n: float(v) for n, v in zip(names, row, strict=True)}
         values.update(request_features(tx["amount"], values["cust_mean_amount_30d"]))
-        return self.model.answer_timed(tx["transaction_id"], values, t0=t0, timings=timings)
+        return answer_timed(self.model, tx["transaction_id"], values, t0=t0, timings=timings,
+                            notes=notes)
 
 
 def main() -> None:
@@ -163,19 +168,13 @@ def main() -> None:
     p.add_argument("--dsn", default=DEFAULT_DSN)
     p.add_argument("--table", required=True)
     args = p.parse_args()
-    model = BenchModel.load(Settings().fraud_model_tag)
+    model = load_model(Settings())
     known = {*sql_features(), *REQUEST_FEATURES}
     unknown = [f for f in model.features if f not in known]
     if unknown:
         raise SystemExit(f"naive: no SQL for the model's features {unknown}")
     scorer = NaiveScorer(dsn=args.dsn, table=args.table, model=model)
-    app = make_app(scorer)
-
-    async def on_startup(_: Any) -> None:
-        await scorer.open()
-
-    app.on_startup.append(on_startup)
-    serve(app, host=args.host, port=args.port)
+    serve(make_app(scorer, startup=scorer.open), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

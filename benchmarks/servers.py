@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import yaml
 
+from benchmarks.stock_odfv import feast_yaml_for
 from rtml.demo import stop_group, wait_ready
 from rtml.settings import REPO_ROOT, Settings
 
@@ -79,31 +79,22 @@ def rtml_server(settings: Settings, *, port: int, env: dict[str, str] | None = N
         yield url
 
 
-def feast_yaml(settings: Settings) -> Path:
-    """The repo's feature_store.yaml pointed at the configured Redis, registry path absolute."""
-    raw = yaml.safe_load((settings.repo_root / "feature_store.yaml").read_text())
-    raw["online_store"]["connection_string"] = settings.redis_address
-    registry = raw["registry"]
-    if isinstance(registry, dict) and not Path(registry["path"]).is_absolute():
-        registry["path"] = str(settings.repo_root / registry["path"])
-    out = settings.state_dir / "bench" / "feature_store.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(raw))
-    return out
-
-
 @contextlib.contextmanager
-def stock_server(settings: Settings, *, feast_port: int, port: int) -> Iterator[str]:
-    """`feast serve` against the same Redis, and our thin model service in front of it."""
+def stock_server(settings: Settings, *, feast_port: int, port: int, mode: str = "pandas"
+                 ) -> Iterator[str]:
+    """`feast serve` against the same Redis, and our thin model service in front of it.
+
+    `mode`: the on-demand view's mode inside `feast serve` (`benchmarks.stock_odfv`).
+    """
     log_dir = settings.state_dir / "bench"
     feast_url = f"http://127.0.0.1:{feast_port}"
     feast_cmd = [str(BIN / "feast"), "-c", str(settings.repo_root), "-f",
-                 str(feast_yaml(settings)), "serve", "--host", "127.0.0.1", "-p", str(feast_port),
-                 "--no-access-log", "--max-requests", "0"]
+                 str(feast_yaml_for(settings, mode)), "serve", "--host", "127.0.0.1", "-p",
+                 str(feast_port), "--no-access-log", "--max-requests", "0"]
     stock_cmd = [sys.executable, "-m", "benchmarks.stock_server", "--port", str(port),
                  "--feast-url", feast_url]
     with (process("feast serve", feast_cmd, ready_url=f"{feast_url}/health",
-                  log=log_dir / f"feast-{feast_port}.log"),
+                  log=log_dir / f"feast-{mode}-{feast_port}.log"),
           process("stock model service", stock_cmd, ready_url=f"http://127.0.0.1:{port}/readyz",
                   log=log_dir / f"stock-{port}.log")):
         yield f"http://127.0.0.1:{port}"

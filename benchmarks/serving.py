@@ -27,10 +27,10 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
+from benchmarks.record import RESULTS, Recorder
+from benchmarks.side_by_side import url_port
 from rtml.asgi import parse_server_timing
 from rtml.settings import Settings
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def requests_for(settings: Settings, n: int, *, repeat_share: float, seed: int = 0
@@ -148,19 +148,22 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--repeat-share", type=float, default=0.0)
     p.add_argument("--label", default="", help="what the server was started with")
+    p.add_argument("--results-dir", type=Path, default=RESULTS)
     a = p.parse_args()
     settings = Settings()
+    # The server under test runs apart (started by hand with the RTML_* under test): its CPU
+    # counts as this run's, found by its port; its settings are what --label says.
+    rec = Recorder("serving", settings, ports=(url_port(a.url),))
     n = int(a.rate * a.duration) if a.mode == "open" else 20_000
     bodies = requests_for(settings, n, repeat_share=a.repeat_share, seed=int(a.rate))
     asyncio.run(open_loop(a.url, requests_for(settings, 300, repeat_share=0, seed=1), 100))
-    result = (asyncio.run(open_loop(a.url, bodies, a.rate)) if a.mode == "open" else
-              asyncio.run(closed_loop(a.url, bodies, a.concurrency, a.duration)))
+    with rec.window(a.mode):
+        result = (asyncio.run(open_loop(a.url, bodies, a.rate)) if a.mode == "open" else
+                  asyncio.run(closed_loop(a.url, bodies, a.concurrency, a.duration)))
     result |= {"label": a.label, "repeat_share": a.repeat_share,
                "at": datetime.now(UTC).isoformat(timespec="seconds")}
     print(json.dumps(result, indent=1))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"serving-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").write_text(
-        json.dumps(result, indent=2) + "\n")
+    print(f"results: {rec.write(result, out_dir=a.results_dir)}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ Targets run one after another (never together: they would share the cores), each
 warm-up at the same rate. The harness starts what it needs and stops it afterwards: Postgres must
 already run (`naive`); `feast serve` and our thin model service (`stock`); `bentoml serve` for
 `rtml` unless a service already answers at --url. `floor` is an in-process loop.
+
+`stock` runs once per on-demand view mode in `stock_modes` (`stock-pandas`, `stock-python`:
+`feast serve` computing the request-time view with DataFrames or with plain lists); the report
+names the better one (fewest errors, then lowest p99) as *the* stock figure, both are kept.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import servers
-from benchmarks.load import DEFAULT_SKEW, RESULTS, run_load, sample_requests, table, write_results
+from benchmarks.load import DEFAULT_SKEW, run_load, sample_requests, table
 from benchmarks.naive_server import DEFAULT_DSN, load_transactions, table_name
+from benchmarks.record import RESULTS, Recorder
+from benchmarks.stock_odfv import MODES
 from rtml.settings import Settings
 
 TARGETS = ("naive", "stock", "rtml", "floor")
@@ -57,8 +63,18 @@ def ratios(rows: dict[str, dict[str, Any]], *, against: str = "rtml") -> dict[st
     return out
 
 
-def ratio_table(rows: dict[str, dict[str, Any]], *, against: str = "rtml") -> str:
-    """Markdown: p50/p99 per target and as a multiple of `against`'s."""
+def best_stock(rows: dict[str, dict[str, Any]]) -> str | None:
+    """The better measured stock variant: fewest errors, then lowest p99 (None: none ran)."""
+    stock = {k: r for k, r in rows.items() if k.startswith("stock")}
+    if not stock:
+        return None
+    return min(stock, key=lambda k: (sum(stock[k]["errors"].values()),
+                                     stock[k]["latency_ms"].get("p99", float("inf"))))
+
+
+def ratio_table(rows: dict[str, dict[str, Any]], *, against: str = "rtml",
+                best: str | None = None) -> str:
+    """Markdown: p50/p99 per target and as a multiple of `against`'s; `best` is marked."""
     rat = ratios(rows, against=against)
     lines = [f"| target | p50 ms | p99 ms | p50 × {against} | p99 × {against} |",
              "|---|---|---|---|---|"]
@@ -66,7 +82,9 @@ def ratio_table(rows: dict[str, dict[str, Any]], *, against: str = "rtml") -> st
         lat = r["latency_ms"]
         rr = rat.get(name, {})
         cells = [f"{rr[p]:.2f}×" if rr.get(p) is not None else "–" for p in ("p50", "p99")]
-        lines.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {cells[0]} | {cells[1]} |")
+        label = f"{name} (better stock)" if name == best else name
+        lines.append(f"| {label} | {lat['p50']:.3f} | {lat['p99']:.3f} | {cells[0]} "
+                     f"| {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -81,55 +99,105 @@ def prepare_naive(settings: Settings, dsn: str) -> str:
     return table
 
 
+def pg_port(dsn: str) -> int | None:
+    """The DSN's port when Postgres runs on this machine (its CPU is then part of the run)."""
+    import psycopg
+
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    if params.get("host", "localhost") not in ("localhost", "127.0.0.1", "::1", ""):
+        return None
+    return int(params.get("port") or 5432)
+
+
+def url_port(url: str) -> int:
+    """The port of an http://host:port URL."""
+    return int(url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
 @contextlib.contextmanager
 def target_server(name: str, settings: Settings, *, url: str, ports: servers.Ports, dsn: str,
-            table: str) -> Iterator[str]:
-    """The URL of target `name`, its servers started for the block (rtml: reused at `url`)."""
+                  table: str, rec: Recorder | None = None,
+                  server: dict[str, Any] | None = None) -> Iterator[str]:
+    """The URL of target `name`, its servers started for the block (rtml: reused at `url`).
+
+    `name` is naive, rtml or stock-<mode>. `server` receives how the target was set up.
+    """
+    server = {} if server is None else server
     if name == "naive":
+        server.update(pg_table=table, connections=4)
         with servers.naive_server(settings, dsn=dsn, table=table, port=ports.take()) as u:
             yield u
-    elif name == "stock":
-        with servers.stock_server(settings, feast_port=ports.take(), port=ports.take()) as u:
+    elif name.startswith("stock"):
+        mode = name.partition("-")[2] or "pandas"
+        server.update(odfv_mode=mode)
+        with servers.stock_server(settings, feast_port=ports.take(), port=ports.take(),
+                                  mode=mode) as u:
             yield u
     elif name == "rtml" and servers.answers(url):
         print(f"  rtml: using the service already answering at {url}")
+        server.update(reused=url, note="its settings may differ from this environment's")
+        if rec is not None:
+            rec.add_port(url_port(url))
         yield url
     else:
+        server.update(reused=None, started="bentoml serve with this environment's settings")
         with servers.rtml_server(settings, port=ports.take()) as u:
             yield u
+
+
+def expand(targets: list[str], stock_modes: list[str]) -> list[str]:
+    """Targets in run order, `stock` as one `stock-<mode>` per on-demand view mode."""
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise ValueError(f"--targets: unknown {unknown}; known: {', '.join(TARGETS)}")
+    bad = [m for m in stock_modes if m not in MODES]
+    if bad or not stock_modes:
+        raise ValueError(f"--stock-modes: {bad or 'none'}; known: {', '.join(MODES)}")
+    out: list[str] = []
+    for t in targets:
+        out += [f"stock-{m}" for m in stock_modes] if t == "stock" else [t]
+    return out
 
 
 def run(settings: Settings, *, targets: list[str], rate: float, duration: float,
         url: str = "http://127.0.0.1:3000", skew: float = DEFAULT_SKEW, dsn: str = DEFAULT_DSN,
         port_base: int = 0, out_dir: Path = RESULTS, hist: Path | None = DOCS_HIST,
-        warmup_s: float = 2.0) -> int:
+        warmup_s: float = 2.0, stock_modes: tuple[str, ...] = MODES) -> int:
     """Each target in turn; the tables, the ratios, results JSON and histogram. Exit status."""
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown:
-        raise ValueError(f"--targets: unknown {unknown}; known: {', '.join(TARGETS)}")
-    table_ = prepare_naive(settings, dsn) if "naive" in targets else ""
+    names = expand(targets, list(stock_modes))
+    table_ = prepare_naive(settings, dsn) if "naive" in names else ""
+    port = pg_port(dsn) if "naive" in names else None
+    rec = Recorder("side-by-side", settings, ports=(port,) if port else ())
     reqs = sample_requests(settings, max(1, int(rate * duration)), seed=0, skew=skew)
     warm = sample_requests(settings, max(1, int(rate * warmup_s)), seed=99, skew=skew)
     ports = servers.Ports(port_base)
     rows: dict[str, dict[str, Any]] = {}
-    for name in targets:
+    for name in names:
         if name == "floor":
             from benchmarks.floor import measure_floor
 
             print(f"  floor: in-process Redis read + model, {duration:g}s back to back")
-            rows[name] = measure_floor(settings, reqs, duration_s=duration)
+            with rec.window(name):
+                rows[name] = measure_floor(settings, reqs, duration_s=duration)
+            rows[name]["server"] = {"in_process": True}
             continue
-        with target_server(name, settings, url=url, ports=ports, dsn=dsn, table=table_) as u:
+        server: dict[str, Any] = {}
+        with target_server(name, settings, url=url, ports=ports, dsn=dsn, table=table_,
+                           rec=rec, server=server) as u:
             asyncio.run(run_load(u, warm, rate=rate, progress=False))
-            rows[name] = asyncio.run(run_load(u, reqs, rate=rate, label=f"{name} {rate:g} rps"))
-        rows[name]["label"] = name
+            with rec.window(name):
+                rows[name] = asyncio.run(run_load(u, reqs, rate=rate,
+                                                  label=f"{name} {rate:g} rps"))
+        rows[name].update(label=name, server=server)
+    best = best_stock(rows)
     print()
     print(table(list(rows.values()), first="target"))
     print()
-    print(ratio_table(rows))
-    out = write_results("side-by-side", {
+    print(ratio_table(rows, best=best))
+    out = rec.write({
         "rate_rps": rate, "duration_s": duration, "skew": skew, "targets": rows,
-        "ratios_vs_rtml": ratios(rows), "pg_table": table_ or None}, out_dir=out_dir)
+        "stock_best": best, "ratios_vs_rtml": ratios(rows), "pg_table": table_ or None},
+        out_dir=out_dir)
     if hist is not None:
         from benchmarks.report import plot_histograms
 

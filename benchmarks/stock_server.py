@@ -4,10 +4,13 @@
 
 How a team wires the parts off the shelf: a thin model service receives /score, asks
 `feast serve` for the model's FeatureService (`POST /get-online-features`, the amount passed as
-request data for the on-demand view), and scores with the same booster in-process. The model
-call is in-process, not a third server, so the stack pays one extra HTTP hop (to Feast), not two:
-the most favourable stock set-up, and the hop every deployment of it has. Entities Feast does not
+request data for the on-demand view), and scores in-process with the fraud service's own model
+code (`benchmarks.model`: same backend choice, TreeSHAP on one thread). The model call is
+in-process, not a third server, so the stack pays one extra HTTP hop (to Feast), not two: the
+most favourable stock set-up, and the hop every deployment of it has. Entities Feast does not
 know come back as nulls and get the service's declared no-history value (0.0), as in rtml.
+`feast serve` computes the on-demand view in the mode its registry holds (`pandas` as declared in
+feature_repo/, or the harness's `python` twin: see `benchmarks.stock_odfv`).
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from typing import Any
 import aiohttp
 
 from benchmarks.httpapp import make_app, serve
-from benchmarks.model import BenchModel
+from benchmarks.model import answer_timed, load_model
+from bentos.fraud.model import FraudModel
 
 
 class StockScorer:
     """Feast feature server call + model."""
 
-    def __init__(self, *, feast_url: str, model: BenchModel) -> None:
+    def __init__(self, *, feast_url: str, model: FraudModel) -> None:
         self.url = f"{feast_url}/get-online-features"
         self.model = model
         self.session: aiohttp.ClientSession | None = None
@@ -55,10 +59,12 @@ class StockScorer:
         return {n: float(r["values"][0]) if r["values"][0] is not None else 0.0
                 for n, r in zip(names, data["results"], strict=True)}
 
-    async def __call__(self, tx: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    async def __call__(self, tx: dict[str, Any], timings: dict[str, float],
+                       notes: dict[str, str]) -> dict[str, Any]:
         t0 = time.perf_counter()
         values = await self.features(tx)
-        return self.model.answer_timed(tx["transaction_id"], values, t0=t0, timings=timings)
+        return answer_timed(self.model, tx["transaction_id"], values, t0=t0, timings=timings,
+                            notes=notes)
 
 
 def main() -> None:
@@ -70,19 +76,9 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--feast-url", required=True)
     args = p.parse_args()
-    model = BenchModel.load(Settings().fraud_model_tag)
-    scorer = StockScorer(feast_url=args.feast_url, model=model)
-    app = make_app(scorer)
-
-    async def on_startup(_: Any) -> None:
-        await scorer.open()
-
-    async def on_cleanup(_: Any) -> None:
-        await scorer.close()
-
-    app.on_startup.append(on_startup)
-    app.on_cleanup.append(on_cleanup)
-    serve(app, host=args.host, port=args.port)
+    scorer = StockScorer(feast_url=args.feast_url, model=load_model(Settings()))
+    serve(make_app(scorer, startup=scorer.open, cleanup=scorer.close), host=args.host,
+          port=args.port)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@
 One flow process (`rtml stream run`'s command line, one worker) is started and warmed up (Feast's
 import alone takes seconds), then three phases run against it:
 
-1. *throughput*: `--events` real transactions are `XADD`ed as fast as the producer can (a backlog
-   forms at once); sustained events/s = events / (last push - first `XADD`).
+1. *throughput*: `--events` real transactions, stamped evenly over the last `--span-h` hours (2:
+   a backlog, as after an outage), are `XADD`ed as fast as the producer can. Events/s = events
+   / (last push of an event's rows - first `XADD`). The flow also re-emits a key whenever one of
+   its tiles leaves a window; with events spread over more than the longest window (1 h) most of
+   those expiries are already past and fire at once, so the flow writes more rows than events
+   bring. *Rows written* counts every row that reached the online store (Redis `HSET` calls, from
+   `INFO commandstats`: each pushed row is one `HSET` of its entity's hash, whichever writer),
+   until the count has not moved for `--settle-s`; rows/s = rows written / (last write - first
+   `XADD`). Rows written after the last event's rows can only be timers' (a lower bound of them).
 2. *latency*: transactions produced open-loop at `--rate` for `--duration` s. The sink records,
    per push, a histogram of every event's lag (`XADD` -> readable through Feast) and the lags of
    the batch's oldest and newest event; `per_event` gives the percentiles from the histograms
@@ -15,7 +22,7 @@ import alone takes seconds), then three phases run against it:
 3. *memory*: `--customers` distinct customers (ids no generated customer uses) send one event each;
    the flow's RSS (`VmRSS`) and peak (`VmHWM`) are read from /proc once it has caught up.
 
-Results go to benchmarks/results/stream-*.json.
+Results go to benchmarks/results/stream-*.json, with the run's metadata (`benchmarks.record`).
 """
 
 from __future__ import annotations
@@ -28,20 +35,62 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import redis
 
+from benchmarks.record import RESULTS, Recorder
 from pipelines.feast_push import FRESHNESS_STREAM, LAG_BUCKETS_MS
 from pipelines.produce import produce
 from rtml.cli import stream_command
-from rtml.events import stream_key
+from rtml.events import TxEvent, encode, partition_of, stream_key
 from rtml.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results"
+
+def hset_calls(client: redis.Redis) -> int:
+    """`HSET` calls Redis has served since it started: one per row written to the store."""
+    return int(client.info("commandstats").get("cmdstat_hset", {}).get("calls", 0))
+
+
+def send_stamped(client: redis.Redis, rows: pd.DataFrame, *, first: datetime, last: datetime,
+                 partitions: int, chunk: int = 2000) -> int:
+    """`XADD` `rows` in event order as fast as possible, stamped evenly from `first` to `last`."""
+    rows = rows.sort_values("event_timestamp", kind="stable")
+    n = len(rows)
+    step = (last - first) / max(1, n - 1)
+    items = list(zip(rows["transaction_id"].astype(str), rows["customer_id"].astype("int64"),
+                     rows["terminal_id"].astype("int64"), rows["amount"].astype(float),
+                     strict=True))
+    for i in range(0, n, chunk):
+        with client.pipeline(transaction=False) as pipe:
+            for j, (tid, customer, terminal, amount) in enumerate(items[i:i + chunk], start=i):
+                event = TxEvent(transaction_id=tid, customer_id=int(customer),
+                                terminal_id=int(terminal), amount=float(amount),
+                                event_time=first + step * j)
+                pipe.xadd(stream_key(partition_of(int(customer), partitions)), encode(event),
+                          maxlen=1_000_000, approximate=True)
+            pipe.execute()
+    return n
+
+
+def settle(client: redis.Redis, *, quiet_s: float, timeout_s: float
+           ) -> tuple[int, float | None]:
+    """Poll the `HSET` count until it has not moved for `quiet_s`.
+
+    Returns the count and the epoch seconds it last moved (None: it never moved).
+    """
+    count, moved = hset_calls(client), None
+    since = time.time()
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end and time.time() - (moved or since) < quiet_s:
+        time.sleep(0.1)
+        now = hset_calls(client)
+        if now != count:
+            count, moved = now, time.time()
+    return count, moved
 
 
 class FreshnessLog:
@@ -66,9 +115,16 @@ class FreshnessLog:
         self.samples += new
         return new
 
-    def wait_for(self, events: int, *, quiet_s: float = 2.0, timeout_s: float = 600
-                 ) -> list[dict[str, float]]:
-        """Samples until `events` were pushed (or nothing new for `quiet_s` after 99.9%)."""
+    def wait_for(self, events: int, *, quiet_s: float = 2.0, timeout_s: float = 600,
+                 at_least: int | None = None) -> list[dict[str, float]]:
+        """Samples until `events` event-rows were pushed (or quiet for `quiet_s` past `at_least`).
+
+        `at_least` defaults to 99.9% of `events`. An event yields a customer row and a terminal
+        row; under a backlog read from several partitions a terminal's events can arrive later
+        than the allowed lateness and yield none, so a backlog waits for `at_least` = one row
+        per event, then for quiet.
+        """
+        floor = 0.999 * events if at_least is None else at_least
         got: list[dict[str, float]] = []
         seen, t0, last_new = 0.0, time.monotonic(), time.monotonic()
         while time.monotonic() - t0 < timeout_s:
@@ -78,8 +134,7 @@ class FreshnessLog:
                 seen += sum(s["events"] for s in new)
                 last_new = time.monotonic()
                 print(f"\r  pushed {seen:,.0f}/{events:,} event-rows", end="", file=sys.stderr)
-            if seen >= events or (seen >= 0.999 * events
-                                  and time.monotonic() - last_new > quiet_s):
+            if seen >= events or (seen >= floor and time.monotonic() - last_new > quiet_s):
                 break
             time.sleep(0.1)
         print(file=sys.stderr)
@@ -126,11 +181,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="throughput backlog")
+    parser.add_argument("--span-h", type=float, default=2.0,
+                        help="backlog event times spread over this many hours before now")
+    parser.add_argument("--settle-s", type=float, default=3.0,
+                        help="rows written: stop counting once no row was written this long")
     parser.add_argument("--rate", type=float, default=5000, help="latency phase events/s")
     parser.add_argument("--duration", type=float, default=30, help="latency phase seconds")
     parser.add_argument("--customers", type=int, default=100_000, help="memory phase")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     s = Settings()
+    rec = Recorder("stream", s, model=False)
     client = redis.Redis(host=s.redis_host, port=s.redis_port)
     client.delete(*[stream_key(i) for i in range(s.stream_partitions)], FRESHNESS_STREAM)
     shutil.rmtree(s.state_dir / "recovery", ignore_errors=True)
@@ -152,26 +213,50 @@ def main() -> int:
     result: dict = {"writer": s.stream_writer, "snapshot_s": s.stream_snapshot_s,
                     "partitions": s.stream_partitions, "workers": 1}
     try:
-        print("warm-up: one event, wait until it is readable", file=sys.stderr)
-        send(tx.iloc[:1])
+        now = datetime.now(UTC)
+        first = now - timedelta(hours=args.span_h)
+        print("warm-up: one event (older than the backlog), wait until it is readable",
+              file=sys.stderr)
+        send_stamped(client, tx.iloc[:1], first=first - timedelta(minutes=1),
+                     last=first - timedelta(minutes=1), partitions=s.stream_partitions)
         log.wait_for(2, quiet_s=0)
         result["startup_s"] = round(time.perf_counter() - t_start, 1)
         result["rss_after_warmup"] = rss_mb(proc.pid)
 
-        print(f"throughput: backlog of {args.events:,} events", file=sys.stderr)
-        first_xadd_ms = time.time() * 1000
-        out = send(tx.iloc[1:1 + args.events])
-        samples = log.wait_for(2 * out["sent"])
-        seconds = (max(x["at_ms"] for x in samples) - first_xadd_ms) / 1000
+        print(f"throughput: backlog of {args.events:,} events stamped over the last "
+              f"{args.span_h:g} h", file=sys.stderr)
+        with rec.window("throughput (backlog)"):
+            hset0 = hset_calls(client)
+            first_xadd_ms = time.time() * 1000
+            sent = send_stamped(client, tx.iloc[1:1 + args.events], first=first, last=now,
+                                partitions=s.stream_partitions)
+            produced_s = time.time() - first_xadd_ms / 1000
+            samples = log.wait_for(2 * sent, at_least=sent)
+            events_done_ms = max(x["at_ms"] for x in samples)
+            hset_events = hset_calls(client)
+            hset_end, last_write = settle(client, quiet_s=args.settle_s, timeout_s=120)
+        seconds = (events_done_ms - first_xadd_ms) / 1000
+        rows_seconds = seconds if last_write is None else max(
+            seconds, last_write - first_xadd_ms / 1000)
+        written = hset_end - hset0
         result["throughput"] = {
-            "events": out["sent"], "produced_per_s": round(out["achieved_rate"]),
-            "seconds": round(seconds, 2), "events_per_s": round(out["sent"] / seconds),
-            "pushes": len(samples)}
+            "events": sent, "event_span_h": args.span_h, "produced_per_s": round(sent / produced_s),
+            "seconds": round(seconds, 2), "events_per_s": round(sent / seconds),
+            "pushes": len(samples),
+            "event_rows_emitted": int(sum(x["events"] for x in samples)),
+            "event_rows_expected": 2 * sent,  # customer + terminal; late terminal rows drop
+            "rows_written": written, "rows_seconds": round(rows_seconds, 2),
+            "rows_written_per_s": round(written / rows_seconds),
+            "rows_written_after_last_event": hset_end - hset_events,
+            "note": "rows_written: HSET calls on the online store (events' and timers' rows "
+                    "after the sink's latest-per-key merge); rows_written_after_last_event: "
+                    "written once every event's rows were in, so by timers only (a lower bound)"}
 
         print(f"latency: {args.rate:,.0f} events/s for {args.duration:.0f} s", file=sys.stderr)
         rows = tx.iloc[1 + args.events:1 + args.events + n_latency]
-        out = send(rows, rate=args.rate)
-        samples = log.wait_for(2 * out["sent"])
+        with rec.window("latency"):
+            out = send(rows, rate=args.rate)
+            samples = log.wait_for(2 * out["sent"])
         weights = [x["events"] for x in samples]
         result["latency"] = {
             "rate": args.rate, "achieved_rate": round(out["achieved_rate"]),
@@ -187,16 +272,16 @@ def main() -> int:
                               "event_timestamp": pd.Timestamp.now(tz="UTC"),
                               "customer_id": 50_000_000 + ids, "terminal_id": ids % 10_000,
                               "amount": 10.0 + (ids % 97)})
-        out = send(fresh)
-        log.wait_for(2 * out["sent"])
+        with rec.window("memory"):
+            out = send(fresh)
+            log.wait_for(2 * out["sent"])
         result["memory"] = {"customers": args.customers, **rss_mb(proc.pid)}
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / f"stream-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    out_path = rec.write(result, out_dir=args.results_dir)
+    print(f"results: {out_path}", file=sys.stderr)
     return 0
 
 

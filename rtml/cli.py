@@ -267,6 +267,10 @@ def bench(
     url: str = "http://127.0.0.1:3000",
     skew: Annotated[float, typer.Option(help="Zipf exponent of the customer draw (0: each "
                                              "customer once while they last)")] = 0.8,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    hist: Annotated[str | None, typer.Option(help="PNG path (default "
+                                                  "docs/img/latency-hist.png; 'none' to skip)")
+                    ] = None,
 ) -> None:
     """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json.
 
@@ -275,14 +279,18 @@ def bench(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from benchmarks.load import DOCS_IMG
     from benchmarks.load import main as bench_main
+    from benchmarks.record import RESULTS
     from benchmarks.servers import ServerError
 
     s = _settings()
     _need_redis(s)
     try:
         code = bench_main(s, url=url, duration=duration, skew=skew,
-                          rates=_floats(rates, "--rates"))
+                          rates=_floats(rates, "--rates"), out_dir=_path(results_dir, RESULTS),
+                          hist=None if hist == "none" else _path(hist,
+                                                                 DOCS_IMG / "latency-hist.png"))
     except ServerError as exc:
         typer.echo(f"rtml bench: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -314,10 +322,13 @@ def bench_side_by_side(
     hist: Annotated[str | None, typer.Option(help="PNG path (default "
                                                   "docs/img/side-by-side.png; 'none' to skip)")
                     ] = None,
+    stock_modes: Annotated[str, typer.Option(
+        help="on-demand view modes to run stock in (pandas,python); the better is reported")
+                           ] = "pandas,python",
 ) -> None:
     """One run: naive (Postgres SQL), stock (feast serve + model), rtml and floor."""
     from benchmarks import side_by_side as sbs
-    from benchmarks.load import RESULTS
+    from benchmarks.record import RESULTS
     from benchmarks.servers import ServerError
 
     s = _settings()
@@ -326,7 +337,8 @@ def bench_side_by_side(
         code = sbs.run(s, targets=[t.strip() for t in targets.split(",") if t.strip()],
                        rate=rate, duration=duration, url=url, skew=skew, dsn=pg_dsn,
                        port_base=port_base, out_dir=_path(results_dir, RESULTS),
-                       hist=None if hist == "none" else _path(hist, sbs.DOCS_HIST))
+                       hist=None if hist == "none" else _path(hist, sbs.DOCS_HIST),
+                       stock_modes=tuple(m.strip() for m in stock_modes.split(",") if m.strip()))
     except (sbs.PostgresUnavailable, ServerError, ValueError) as exc:
         typer.echo(f"rtml bench: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -356,10 +368,15 @@ def bench_saturate(
     target: Annotated[str, typer.Option(help="rtml, or naive / stock (their /score)")] = "rtml",
     pg_dsn: Annotated[str, typer.Option(help="Postgres for --target naive")] = (
         "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"),
+    stock_mode: Annotated[str, typer.Option(help="--target stock: the on-demand view's mode "
+                                                 "in feast serve (pandas or python)")] = "pandas",
 ) -> None:
-    """Step the rate until p99 > budget or errors: scored transactions/s (and per core)."""
+    """Step the rate until p99 > budget or errors: scored transactions/s (and per core).
+
+    Reports the saturation point under two rules: no request shed, and up to 1% shed (503).
+    """
     from benchmarks import saturate as sat
-    from benchmarks.load import RESULTS
+    from benchmarks.record import RESULTS
     from benchmarks.servers import ServerError
     from benchmarks.side_by_side import PostgresUnavailable
 
@@ -371,7 +388,7 @@ def bench_saturate(
                        batch_start=batch_start, factor=factor,
                        step_s=step_s, batch=batch, url=url, compare_batching=compare_batching,
                        port_base=port_base, out_dir=_path(results_dir, RESULTS),
-                       target=target, dsn=pg_dsn)
+                       target=target, dsn=pg_dsn, stock_mode=stock_mode)
     except (ServerError, ValueError, PostgresUnavailable) as exc:
         typer.echo(f"rtml bench: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -390,22 +407,30 @@ def bench_cost(
                        ] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="every measured run, not only the "
                                                          "better batching setting")] = False,
+    rule: Annotated[str, typer.Option(help="saturation rule: no_shed (0 requests shed) or "
+                                           "shed_1pct (up to 1% shed)")] = "no_shed",
+    results_dir: Annotated[str | None, typer.Option(help="where the cost-*.json goes "
+                                                         "(default benchmarks/results)")] = None,
 ) -> None:
     """Machines (and $/day) for a daily volume and a peak rate, from measured throughput."""
     from benchmarks import cost
-    from benchmarks.load import RESULTS
+    from benchmarks.record import RESULTS
 
+    options = dict(per_day=per_day, peak=peak, hit_rate=cache_hit_rate,
+                   cores_per_machine=cores_per_machine, core_hour_usd=core_hour_usd,
+                   gpu_hour_usd=gpu_hour_usd)
     try:
         src = Path(results) if results else cost.latest(RESULTS)
-        capacity = cost.load_capacity(src, best_only=not all_runs)
-        text = cost.report(capacity, per_day=per_day, peak=peak, hit_rate=cache_hit_rate,
-                           cores_per_machine=cores_per_machine, core_hour_usd=core_hour_usd,
-                           gpu_hour_usd=gpu_hour_usd)
+        capacity = cost.load_capacity(src, best_only=not all_runs, rule=rule)
+        text = cost.report(capacity, rule=rule, **options)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"rtml bench cost: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"from {src}\n")
     typer.echo(text)
+    out = cost.write(_settings(), source=src, capacities=capacity, rule=rule, text=text,
+                     out_dir=_path(results_dir, RESULTS), **options)
+    typer.echo(f"results: {out}")
 
 
 @stream_app.command("produce")

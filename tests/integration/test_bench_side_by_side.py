@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks.naive_server import DEFAULT_DSN, feature_sql, load_transactions, sql_features
 from benchmarks.side_by_side import PostgresUnavailable, check_postgres
-from rtml.settings import Settings
+from rtml.settings import REPO_ROOT, Settings
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.integration
@@ -58,18 +58,34 @@ def test_side_by_side_every_target_answers(stack: Settings, env: dict[str, str],
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         data = json.loads(results[-1].read_text())
         targets = data["targets"]
-        assert list(targets) == ["naive", "stock", "rtml", "floor"]
+        assert list(targets) == ["naive", "stock-pandas", "stock-python", "rtml", "floor"]
         for name, r in targets.items():
             assert r["requests"] > 0, name
             assert r["errors"] == {}, (name, r["errors"])
             assert set(r["latency_ms"]) >= {"p50", "p95", "p99", "p99.9", "max"}, name
             assert sum(r["histogram"]["counts"]) == r["requests"], name
-        for name in ("naive", "stock", "rtml"):  # the HTTP targets: one answer per request
+        http = ("naive", "stock-pandas", "stock-python", "rtml")
+        for name in http:  # the HTTP targets: one answer per request
             r = targets[name]
             assert r["requests"] == 60, name
             assert sum(r["decisions"].values()) == 60, name
             assert r["fallbacks"] == 0, (name, r["fallback_reasons"])
             assert {"features", "model", "total"} <= set(r["server_stage_ms_p50"]), name
+        # Same model path everywhere: the backend each server says it ran, the model it answered
+        # with, as rtml's; and the stock variants ran feast serve in the mode their name says.
+        version = data["meta"]["model"]["version"]
+        assert version and version.startswith("fraud_model:")
+        for name in (*http, "floor"):
+            assert set(targets[name]["backends_used"]) == set(targets["rtml"]["backends_used"])
+            assert targets[name]["model_versions"] == {version: targets[name]["requests"]}
+        assert targets["stock-python"]["server"]["odfv_mode"] == "python"
+        assert data["stock_best"] in ("stock-pandas", "stock-python")
+        # The run's record: commit, machine, one CPU window per target; not a run of record.
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert data["meta"]["git"]["commit"] == head
+        assert set(data["meta"]["machine"]["cpu_windows"]) == set(targets)
+        assert data["of_record"] is False
         assert data["ratios_vs_rtml"]["rtml"] == {"p50": 1.0, "p99": 1.0}
         assert set(data["ratios_vs_rtml"]) == set(targets)
         assert "| target | p50 ms | p99 ms | p50 × rtml | p99 × rtml |" in proc.stdout
@@ -147,3 +163,34 @@ def test_naive_sql_computes_the_windows_it_claims(pg_dsn: str, tmp_path: Path):
                     assert float(got[k]) == pytest.approx(float(v), rel=1e-9, abs=1e-9), (c, k)
     finally:
         _drop(pg_dsn, table)
+
+
+def test_python_mode_view_gives_feast_the_same_features(stack: Settings):
+    """The stock set-up's Python-mode twin answers what the declared pandas view answers."""
+    import yaml
+    from feast import FeatureStore, RepoConfig
+
+    from benchmarks.stock_odfv import feast_yaml_for
+
+    def store(mode: str) -> FeatureStore:
+        raw = yaml.safe_load(feast_yaml_for(stack, mode).read_text())
+        config = RepoConfig(**raw)
+        config.repo_path = stack.repo_root
+        return FeatureStore(repo_path=str(stack.repo_root), config=config)
+
+    pandas_store, python_store = store("pandas"), store("python")
+    assert python_store.get_on_demand_feature_view("transaction_request_features").mode == "python"
+    assert pandas_store.get_on_demand_feature_view("transaction_request_features").mode == "pandas"
+    rows = [{"customer_id": c, "terminal_id": t, "amount": a}
+            for c, t, a in [(0, 0, 10.0), (5, 7, 99.5), (17, 3, 250.0), (10**9, 1, 42.0)]]
+    service = "fraud_model_v1"
+    want = pandas_store.get_online_features(
+        features=pandas_store.get_feature_service(service), entity_rows=rows).to_dict()
+    got = python_store.get_online_features(
+        features=python_store.get_feature_service(service), entity_rows=rows).to_dict()
+    assert got == want
+    for i, r in enumerate(rows):  # and both equal the arithmetic, computed here
+        mean = want["cust_mean_amount_30d"][i] or 0.0
+        assert got["amount_vs_cust_mean_30d"][i] == pytest.approx(
+            r["amount"] / mean if mean > 0 else 0.0)
+    assert got["amount_vs_cust_mean_30d"][3] == 0.0  # an unknown customer: no history

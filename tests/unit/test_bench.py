@@ -204,17 +204,21 @@ def test_capacity_from_saturation_results(tmp_path):
     newer.write_text(json.dumps({"runs": runs}))
     newest.write_text(json.dumps({"runs": [{**runs[0], "target": "naive"}]}))
     assert latest(tmp_path) == newer
-    caps = load_capacity(newer)
+    # Written before both shed rules were kept: its figures are the <= 1% rule's only.
+    with pytest.raises(ValueError, match="predates the two rules"):
+        load_capacity(newer)
+    caps = load_capacity(newer, rule="shed_1pct")
     assert [(c.unit, c.per_unit) for c in caps] == [("core", 400.0), ("gpu", 9000.0)]
     off = {**runs[0], "batching": False, "scored_tx_per_s": 300.0, "tx_per_s_per_core": 300.0}
     both = tmp_path / "both.json"
     both.write_text(json.dumps({"runs": [off, *runs]}))
-    assert len(load_capacity(both)) == 3
-    best = load_capacity(both, best_only=True)  # per endpoint and device, the better setting
+    assert len(load_capacity(both, rule="shed_1pct")) == 3
+    # per endpoint and device, the better setting
+    best = load_capacity(both, best_only=True, rule="shed_1pct")
     assert [(c.name, c.per_unit) for c in best] == [
         ("/score (CPU, batching on, 1 row/request)", 400.0),
         ("/score_batch (GPU, batching off, 50 rows/request)", 9000.0)]
     with pytest.raises(ValueError, match="no run reached"):
-        load_capacity(older)
+        load_capacity(older, rule="shed_1pct")
     with pytest.raises(FileNotFoundError, match="rtml bench saturate"):
         latest(tmp_path / "empty")

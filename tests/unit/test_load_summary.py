@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.load import _server_timing, summarize
+from benchmarks.load import _model_backend, _server_timing, summarize
 from rtml.asgi import format_server_timing, parse_server_timing
 
 
@@ -125,3 +125,19 @@ def test_batch_answers_count_every_row():
     assert out["decisions"] == {"approve": 2, "review": 1}
     assert out["fallbacks"] == 1
     assert out["scored_tx_per_s"] == pytest.approx(2.0)
+
+
+def test_model_backend_from_the_model_entry():
+    assert _model_backend("features;dur=0.5, model;dur=0.01;desc=onnx, total;dur=1") == "onnx"
+    assert _model_backend("features;dur=0.5, total;dur=1") is None
+    assert _model_backend(None) is None
+
+
+def test_summary_counts_what_the_server_says_it_ran():
+    recs = [{"latency_ms": 1.0, "status": 200, "rows": 1, "timing": {}, "decisions": ["approve"],
+             "fallback_reasons": [], "backend": b, "versions": [v]}
+            for b, v in [("onnx", "m:1"), ("onnx", "m:1"), ("xgboost", "m:2")]]
+    recs.append({"latency_ms": 1.0, "status": 503, "rows": 1, "backend": "onnx"})  # not counted
+    out = summarize(recs, rate=1.0, elapsed=1.0)
+    assert out["backends_used"] == {"onnx": 2, "xgboost": 1}
+    assert out["model_versions"] == {"m:1": 2, "m:2": 1}
