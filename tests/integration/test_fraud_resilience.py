@@ -21,8 +21,11 @@ from tests.integration.conftest import bentoml_serve
 from tests.integration.independent import expected_answer, saved_model
 from tests.integration.redis_proxy import RedisProxy
 
-FEATURE_TIMEOUT_MS = 200
-REPLY_DELAY_S = 1.0  # past the budget and the client's 0.5 s socket timeout: the budget fires first
+# Generous, so that a normal read never misses it on a loaded machine; the client's socket
+# timeout is set past the reply delay, so that the budget, not the socket, runs out first.
+FEATURE_TIMEOUT_MS = 1000
+REPLY_DELAY_S = 3.0
+SOCKET_TIMEOUT_S = 10
 BREAKER_OPEN_S = 1.0  # bentos.fraud.service._Breaker: three errors in a row open it this long
 
 
@@ -38,6 +41,7 @@ def proxied(proxy: RedisProxy, env: dict[str, str]) -> Iterator[httpx.Client]:
     """The fraud service reading its features through the proxy."""
     with bentoml_serve({**env, "RTML_REDIS_ADDRESS": f"127.0.0.1:{proxy.port}",
                         "RTML_FEATURE_TIMEOUT_MS": str(FEATURE_TIMEOUT_MS),
+                        "RTML_REDIS_TIMEOUT_S": str(SOCKET_TIMEOUT_S),
                         "RTML_PREDICTION_STREAM": "rtml:predictions:resilience"}) as url, \
             httpx.Client(base_url=url, timeout=30) as client:
         yield client
