@@ -195,7 +195,8 @@ def redis_stop() -> None:
 
 @log_app.command("drain")
 def log_drain(
-    batch: Annotated[int, typer.Option(min=1, help="stream entries written and acknowledged at a time")] = 50_000,
+    batch: Annotated[int, typer.Option(
+        min=1, help="stream entries written and acknowledged at a time")] = 50_000,
 ) -> None:
     """Move the prediction stream into partitioned parquet under data/predictions/."""
     import redis
