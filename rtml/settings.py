@@ -77,7 +77,7 @@ class Settings(BaseSettings):
 
     # -- Prediction log ----------------------------------------------------------------------
     prediction_stream: str = "rtml:predictions:fraud"
-    # ~770 bytes an entry: 250k entries cap Redis memory near 190 MB between drains.
+    # The cap bounds Redis memory between drains: `python -m benchmarks.claims log` measures it.
     prediction_stream_maxlen: int = Field(250_000, description="approximate cap (XADD MAXLEN ~)")
     prediction_log_flush_ms: float = 50.0
 
