@@ -28,7 +28,9 @@ A transaction id already counted (a replay after a crash or rewind) is ignored a
 
 from __future__ import annotations
 
+import multiprocessing
 from bisect import bisect_left, bisect_right, insort
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,20 +322,30 @@ def write_backfill(transactions_path: Path, out_dir: Path, *, until: datetime | 
     """Backfill both views from a transactions parquet; returns {file stem: path}.
 
     Decay rows run up to `until` (default: now, or the newest event if later), so the online
-    store loaded from these files holds the windows as of the load.
+    store loaded from these files holds the windows as of the load. The two views are
+    independent pure loops: one process each (the customer view, ~3 rows an event, dominates).
     """
-    tx = pd.read_parquet(transactions_path, columns=["transaction_id", "event_timestamp",
-                                                     "customer_id", "terminal_id", "amount"])
+    newest = pd.read_parquet(transactions_path, columns=["event_timestamp"])[
+        "event_timestamp"].max()
+    if until is None:
+        until = datetime.now(UTC) if pd.isna(newest) else max(
+            datetime.now(UTC), pd.Timestamp(newest).tz_convert(UTC).to_pydatetime())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if until is None:
-        newest = pd.to_datetime(tx["event_timestamp"], utc=True).max()
-        until = datetime.now(UTC) if pd.isna(newest) else max(datetime.now(UTC),
-                                                                newest.to_pydatetime())
-    paths: dict[str, Path] = {}
-    for kind, (_, file_name) in _KINDS.items():
-        frame = backfill(tx, kind=kind, until=until)  # type: ignore[arg-type]
-        table = pa.Table.from_pandas(frame, schema=SCHEMAS[file_name], preserve_index=False)
-        paths[file_name.removesuffix(".parquet")] = out_dir / file_name
-        pq.write_table(table, paths[file_name.removesuffix(".parquet")])
-    return paths
+    with ProcessPoolExecutor(max_workers=len(_KINDS),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = [pool.submit(_write_one, transactions_path, out_dir, kind, until)
+                for kind in _KINDS]
+        return dict(job.result() for job in jobs)
+
+
+def _write_one(transactions_path: Path, out_dir: Path, kind: str, until: datetime
+               ) -> tuple[str, Path]:
+    tx = pd.read_parquet(transactions_path, columns=["transaction_id", "event_timestamp",
+                                                     "customer_id", "terminal_id", "amount"])
+    file_name = _KINDS[kind][1]
+    frame = backfill(tx, kind=kind, until=until)  # type: ignore[arg-type]
+    table = pa.Table.from_pandas(frame, schema=SCHEMAS[file_name], preserve_index=False)
+    path = Path(out_dir) / file_name
+    pq.write_table(table, path)
+    return file_name.removesuffix(".parquet"), path
