@@ -136,7 +136,7 @@ _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}
 section{border:1px solid #ccc;border-radius:6px;padding:.8em;margin:.8em 0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:.8em}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .5em}
-.fail,.stale{background:#fde2e1}.pass,.fresh{background:#e3f6e5}svg{max-width:100%;height:auto}"""
+.fail,.stale{background:#fde2e1}.pass,.fresh{background:#e3f6e5}.stopped{background:#fff4d6}svg{max-width:100%;height:auto}"""
 
 
 def render(reports_dir: Path) -> str:

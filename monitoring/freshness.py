@@ -9,6 +9,10 @@ entity, a `_ts:<view>` field per view), scanning at most `max_keys` entities.
 A streamed value of a customer who has been quiet for an hour is legitimately an hour old, so the
 streamed views are judged by the *newest* value in the store (is the writer alive?), not by the
 age of what a request happened to read; their request-time ages are reported, not tested.
+
+A stream stopped on purpose (`rtml.stream_stop`: the demo records it when it stops its flow and
+service) is reported as `stopped` with when and by what, not failed; a flow that dies without
+saying so, or one that wrote again after the record, is judged by its age as before.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from monitoring.reports import Section, freshness_report
+from rtml.stream_stop import clean_stop, excuses
 
 DAY_S = 86_400.0
 FRESHNESS_STREAM = "rtml:metrics:stream_freshness"  # written by pipelines/feast_push.py
@@ -121,9 +126,10 @@ def freshness(*, specs: list[ViewSpec], request_ages: pd.DataFrame, client: Any 
         for name in empty:
             section.check(f"online values of {name}", False,
                           f"no value of view {name!r} in the online store")
-        freshness_report(ages=online, limits={f"age_s:{s.name}": s.max_age_s for s in specs},
-                         stem="freshness_online", statistic="newest", section=section,
-                         out_dir=out_dir)
+        stopped = _stopped_on_purpose(client, specs, online, now_s, section)
+        limits = {f"age_s:{s.name}": None if s.name in stopped else s.max_age_s for s in specs}
+        freshness_report(ages=online, limits=limits, stem="freshness_online",
+                         statistic="newest", section=section, out_dir=out_dir)
         for s in specs:
             col = online[f"age_s:{s.name}"].dropna()
             if len(col):
@@ -132,9 +138,34 @@ def freshness(*, specs: list[ViewSpec], request_ages: pd.DataFrame, client: Any 
         if any(s.refresh == "stream" for s in specs):
             lag = stream_lag(client, now_s=now_s)
             section.figures["stream"] = lag
-    for info in views.values():
+    stopped = section.figures.get("stream_stopped", {}).get("views", [])
+    for name, info in views.items():
         newest, limit = info.get("online_newest_age_s"), info["max_age_s"]
-        info["status"] = ("unknown" if newest is None or limit is None
-                          else "fresh" if newest <= limit else "stale")
+        if name in stopped:
+            info["status"] = "stopped"
+        else:
+            info["status"] = ("unknown" if newest is None or limit is None
+                              else "fresh" if newest <= limit else "stale")
     section.figures["views"] = views
     return section
+
+
+def _stopped_on_purpose(client: Any, specs: list[ViewSpec], online: pd.DataFrame, now_s: float,
+                        section: Section) -> list[str]:
+    """The streamed views a recorded clean stop excuses (none when it does not apply)."""
+    streamed = [s.name for s in specs if s.refresh == "stream"
+                and online[f"age_s:{s.name}"].notna().any()]
+    if not streamed:
+        return []
+    newest_age = min(float(online[f"age_s:{v}"].min()) for v in streamed)
+    stop = clean_stop(client)
+    if stop is None or not excuses(stop, now_s - newest_age):
+        return []
+    at = pd.Timestamp(stop.at_s, unit="s", tz="UTC").isoformat(timespec="seconds")
+    section.check("streamed views", None,
+                  f"stream stopped cleanly at {at} by {stop.by}; its newest value is "
+                  f"{newest_age:.0f}s old. Not a failure while stopped on purpose; the "
+                  f"age limit applies again once a flow runs (a flow killed without this "
+                  f"record fails)")
+    section.figures["stream_stopped"] = {"at": at, "by": stop.by, "views": streamed}
+    return streamed

@@ -1,10 +1,13 @@
 """Replay generated transactions as live events: `rtml stream produce --rate 1000`.
 
 Events keep their original (event-time) order and are stamped with the wall-clock moment they are
-sent, so the stream looks like live traffic. Pacing is open loop: event i is due at t0 + i/rate;
-each wake-up sends everything due in one pipeline, so a producer that fell behind catches up in
-batches and never sleeps while behind. Streams are capped with `MAXLEN ~`, so a producer left
-running cannot fill Redis.
+sent, so the stream looks like live traffic (a load test: any history becomes "now"). With
+`own_times` each keeps its own event time instead: replaying the payments since the last nightly
+snapshot that way leaves the flow's windows holding what a real hour held (a backlog, caught up at
+`rate`), which is how the demo loads the streamed features. Pacing is open loop: event i is due
+at t0 + i/rate; each wake-up sends everything due in one pipeline, so a producer that fell behind
+catches up in batches and never sleeps while behind. Streams are capped with `MAXLEN ~`, so a
+producer left running cannot fill Redis.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ REPORT_S = 1.0
 
 def produce(*, host: str, port: int, transactions: pd.DataFrame, rate: float,
             duration: float | None, partitions: int = 4, prefix: str = STREAM_PREFIX,
-            maxlen: int = 1_000_000, progress: bool = True) -> dict[str, Any]:
-    """XADD `transactions` in event-time order at `rate` events/s, stamped with the send time.
+            maxlen: int = 1_000_000, progress: bool = True, own_times: bool = False
+            ) -> dict[str, Any]:
+    """XADD `transactions` in event-time order at `rate` events/s.
 
+    Stamped with the send time, or with their own `event_timestamp` when `own_times`.
     Stops after `duration` seconds (None: when the rows run out). Returns
     `{"sent", "seconds", "achieved_rate"}`.
     """
@@ -38,10 +43,12 @@ def produce(*, host: str, port: int, transactions: pd.DataFrame, rate: float,
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     tx = transactions.sort_values("event_timestamp", kind="stable")
+    own = ([t.to_pydatetime() for t in pd.to_datetime(tx["event_timestamp"], utc=True)]
+           if own_times else [None] * len(tx))
     rows = list(zip(tx["transaction_id"].astype(str).tolist(),
                     tx["customer_id"].astype("int64").tolist(),
                     tx["terminal_id"].astype("int64").tolist(),
-                    tx["amount"].astype(float).tolist(), strict=True))
+                    tx["amount"].astype(float).tolist(), own, strict=True))
     keys = [stream_key(i, prefix) for i in range(partitions)]
     unpaced = math.isinf(rate)
     client = redis.Redis(host=host, port=port, socket_timeout=10, socket_connect_timeout=5)
@@ -65,9 +72,9 @@ def produce(*, host: str, port: int, transactions: pd.DataFrame, rate: float,
                 continue
             stamp = datetime.now(UTC)
             with client.pipeline(transaction=False) as pipe:
-                for tid, customer, terminal, amount in rows[sent:due]:
+                for tid, customer, terminal, amount, at in rows[sent:due]:
                     event = TxEvent(transaction_id=tid, customer_id=customer,
-                                    terminal_id=terminal, amount=amount, event_time=stamp)
+                                    terminal_id=terminal, amount=amount, event_time=at or stamp)
                     pipe.xadd(keys[partition_of(customer, partitions)], encode(event),
                               maxlen=maxlen, approximate=True)
                 pipe.execute()

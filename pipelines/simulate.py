@@ -26,7 +26,12 @@ byte-identical frames.
 Drift for monitoring (``drift_from_day``, ``drift_amount``): from that day on every base amount is
 multiplied by ``drift_amount`` before the fraud scenarios run (so more payments cross the
 scenario-1 limit: a shifted amount distribution *and* more fraud). It uses no random draw, so the
-days before ``drift_from_day`` are identical to an undrifted run with the same seed.
+days before ``drift_from_day`` are identical to an undrifted run with the same seed. A fractional
+day starts the drift at that time of its day (the demo drifts "from now on").
+
+``start`` is a date (days begin at 00:00 UTC) or an aware datetime: the simulated days then begin
+at its time of day, which places the daily cycle (busiest at noon of a simulated day) anywhere
+against UTC, as customers in another time zone would. The draws do not depend on ``start``.
 """
 
 from __future__ import annotations
@@ -163,18 +168,27 @@ def customer_fraud_index(
     return np.unique(order[np.repeat(lo, size)[keep] + rank[keep]])
 
 
+def _start_ns(start: dt.date | dt.datetime) -> int:
+    """Nanoseconds since the epoch of the first simulated day's start."""
+    if isinstance(start, dt.datetime):
+        if start.tzinfo is None:
+            raise ValueError(f"start: a datetime needs a timezone, got naive {start}")
+        return int(pd.Timestamp(start).tz_convert("UTC").value)
+    return int(np.datetime64(start, "D").astype("datetime64[ns]").astype(np.int64))
+
+
 def simulate(
     *,
     customers: int = 5000,
     terminals: int = 10000,
     days: int = 90,
-    start: dt.date,
+    start: dt.date | dt.datetime,
     seed: int = 0,
     progress: bool = False,
-    drift_from_day: int | None = None,
+    drift_from_day: float | None = None,
     drift_amount: float = 1.0,
 ) -> SimulatedData:
-    """Simulate `days` days of transactions starting at `start` (00:00 UTC)."""
+    """Simulate `days` days of transactions from `start` (a date: 00:00 UTC)."""
     if customers < 1 or terminals < 1 or days < 1:
         raise ValueError("customers, terminals and days must be >= 1")
     if drift_amount <= 0:
@@ -205,8 +219,9 @@ def simulate(
         parts.append((cust, term, np.full(cust.size, d, np.int32), secs, amount))
         bar.update(1)
     cust, term, day, secs, amount = (np.concatenate(p) for p in zip(*parts, strict=True))
+    t = day.astype(np.int64) * DAY_S + secs
     if drift_from_day is not None and drift_amount != 1.0:
-        amount[day >= drift_from_day] *= drift_amount
+        amount[t >= drift_from_day * DAY_S] *= drift_amount
     # Cents, and at least one: the API and the event stream refuse a zero amount.
     amount = np.maximum(np.round(amount, 2), 0.01)
 
@@ -220,10 +235,8 @@ def simulate(
     scenario[picked] = 3
     bar.update(1)
 
-    t = day.astype(np.int64) * DAY_S + secs
     order = np.argsort(t, kind="stable")
-    start_ns = np.datetime64(start, "D").astype("datetime64[ns]").astype(np.int64)
-    stamps = (start_ns + t[order] * 1_000_000_000).view("datetime64[ns]")
+    stamps = (_start_ns(start) + t[order] * 1_000_000_000).view("datetime64[ns]")
     transactions = pd.DataFrame(
         {
             "transaction_id": np.arange(order.size, dtype=np.int64),

@@ -251,12 +251,18 @@ def demo(
     days: int = 90, customers: int = 5000, terminals: int = 10000, replay: int = 1000,
     port: int = 3000,
     stream: Annotated[bool, typer.Option(help="fraud_model_v2 with the live stream")] = True,
+    drift_amount: Annotated[float, typer.Option(
+        "--drift", help="inject drift: every payment from now on costs this many times more "
+                        "(e.g. 1.5); `rtml monitor run` then fails")] = 1.0,
 ) -> None:
-    """Generate, build features, apply, materialize, train, serve, replay; print what happened."""
+    """Generate, build features, apply, materialize, train, serve, stream, score; print it."""
     from rtml.demo import run_demo
 
+    if not drift_amount > 0:
+        raise typer.BadParameter(f"--drift {drift_amount:g}: must be > 0 (1 = no drift)")
     raise typer.Exit(run_demo(_settings(), days=days, customers=customers, terminals=terminals,
-                              replay=replay, port=port, stream=stream))
+                              replay=replay, port=port, stream=stream,
+                              drift_amount=drift_amount))
 
 
 @bench_app.callback(invoke_without_command=True)
@@ -438,8 +444,10 @@ def stream_produce(
     rate: Annotated[float, typer.Option(help="events per second")] = 1000.0,
     duration: Annotated[float | None, typer.Option(help="seconds (default: all rows)")] = None,
     last_days: Annotated[int, typer.Option(help="replay the last N days of generated data")] = 7,
+    own_times: Annotated[bool, typer.Option(
+        help="keep each payment's own event time (default: stamp it with the send time)")] = False,
 ) -> None:
-    """Replay generated transactions onto the event streams, stamped with the current time."""
+    """Replay generated transactions onto the event streams (stamped now, or --own-times)."""
     import pandas as pd
 
     from pipelines.produce import produce
@@ -449,7 +457,7 @@ def stream_produce(
     tx = pd.read_parquet(s.raw_dir / "transactions.parquet")
     tx = tx[tx["day"] > tx["day"].max() - last_days]
     out = produce(host=s.redis_host, port=s.redis_port, transactions=tx, rate=rate,
-                  duration=duration, partitions=s.stream_partitions)
+                  duration=duration, partitions=s.stream_partitions, own_times=own_times)
     typer.echo(f"sent {out['sent']:,} events in {out['seconds']:.1f}s "
                f"({out['achieved_rate']:,.0f}/s)")
 
@@ -482,8 +490,14 @@ def stream_run(
     addresses: Annotated[str | None, typer.Option("-a", help='"h:p;h:p" of all')] = None,
 ) -> None:
     """Run the fresh-features flow (Redis Streams -> windows -> Feast push) until stopped."""
+    import redis
+
+    from rtml.stream_stop import clear_clean_stop
+
     s = _settings()
     _need_redis(s)
+    # A flow runs again: its silence is a failure from now on, whatever stopped the last one.
+    clear_clean_stop(redis.Redis(host=s.redis_host, port=s.redis_port, socket_timeout=5))
     cmd = stream_command(s, workers=workers, process_id=process_id, addresses=addresses)
     typer.echo("running: " + " ".join(cmd), err=True)
     os.chdir(s.repo_root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -87,17 +89,21 @@ def bentoml_serve(settings: Settings, *, port: int, log_path: Path,
 
 @contextlib.contextmanager
 def stream_flow(settings: Settings, *, log_path: Path) -> Iterator[None]:
-    """The fresh-features Bytewax flow in its own process group, from a clean slate."""
-    import shutil
+    """The fresh-features Bytewax flow in its own process group, from a clean slate.
 
+    Stopping it on exit is recorded as a clean stop (`rtml.stream_stop`) when it was still
+    running, so the monitor reports the stream as stopped on purpose rather than dead.
+    """
     import redis
 
     from pipelines.feast_push import FRESHNESS_STREAM
     from rtml.cli import stream_command
     from rtml.events import stream_key
+    from rtml.stream_stop import clear_clean_stop, record_clean_stop
 
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
     client.delete(*[stream_key(i) for i in range(settings.stream_partitions)], FRESHNESS_STREAM)
+    clear_clean_stop(client)
     shutil.rmtree(settings.state_dir / "recovery", ignore_errors=True)
     cmd = stream_command(settings)
     with open(log_path, "wb") as log:
@@ -107,22 +113,70 @@ def stream_flow(settings: Settings, *, log_path: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        running = proc.poll() is None
         stop_group(proc)
+        if running:
+            record_clean_stop(client, by="rtml demo")
+
+
+def wait_caught_up(client: Any, *, quiet_s: float = 1.5, timeout_s: float = 60.0) -> bool:
+    """Wait until the flow's sink has recorded no push for `quiet_s` (it has read everything).
+
+    Each push of streamed events adds a sample to the freshness stream; decays (timers) add none.
+    False when it was still pushing after `timeout_s`.
+    """
+    from pipelines.feast_push import FRESHNESS_STREAM
+
+    deadline = time.monotonic() + timeout_s
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        newest = client.xrevrange(FRESHNESS_STREAM, count=1)
+        if newest != last:
+            last, quiet_since = newest, time.monotonic()
+        elif newest and time.monotonic() - quiet_since >= quiet_s:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def clear_online_store(client: Any, project: str) -> int:
+    """Delete the project's Feast rows: the demo loads an online store of this run only.
+
+    Each run simulates a new history; Feast's Redis store keeps a stored row unless the new one is
+    newer, so a second run on the same day would keep the first run's snapshot, and a streamed
+    value left by an earlier run would be served as if current.
+    """
+    deleted, batch = 0, []
+    for key in client.scan_iter(match=f"*{project}", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            deleted += client.unlink(*batch)
+            batch = []
+    if batch:
+        deleted += client.unlink(*batch)
+    return deleted
 
 
 def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, replay: int,
-             port: int, stream: bool = True) -> int:
-    """Every stage in order; returns the exit status."""
+             port: int, stream: bool = True, drift_amount: float = 1.0) -> int:
+    """Every stage in order; returns the exit status.
+
+    The order is production's (`rtml.demo_plan`): history up to now, the nightly snapshot, the
+    stream catching up on today's payments with their own times, then the next payments scored
+    before the stream counts them. `drift_amount` != 1 makes every payment from now on cost that
+    many times more: the monitor should flag it.
+    """
     import redis
 
-    from benchmarks.load import run_load, sample_requests
+    from benchmarks.load import run_load
     from monitoring.labels import write_labels
     from pipelines.batch_features import build
     from pipelines.feast_push import FRESHNESS_STREAM
     from pipelines.fresh_aggregates import write_backfill
     from pipelines.produce import produce
-    from pipelines.simulate import default_start, simulate, write
+    from pipelines.simulate import SimulatedData, simulate, write
     from pipelines.stream_sources import ensure_fresh_sources
+    from rtml.demo_plan import history, replay_split, score_requests, stream_start, timeline
     from rtml.features import apply_repo, load_store
     from rtml.predlog import drain
     from training.train_fraud import train
@@ -135,14 +189,23 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
         print(f"rtml: {exc}", file=sys.stderr)
         return 2
     _done(t, "embedded Valkey" if status.embedded else "external Redis")
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
 
-    t = _step(f"simulate {days} days, {customers} customers, {terminals} terminals")
-    data = simulate(customers=customers, terminals=terminals, days=days,
-                    start=default_start(days), seed=0, progress=True)
-    write(data, settings.raw_dir)
-    write_labels(data.transactions, settings.labels_path, delay_s=2 * 86400)  # chargebacks
-    tx = data.transactions
-    _done(t, f"{len(tx):,} transactions, {int(tx['is_fraud'].sum()):,} fraud")
+    plan = timeline(datetime.now(UTC), days=days)
+    t = _step(f"simulate {days} days, {customers} customers, {terminals} terminals, up to now")
+    data = simulate(customers=customers, terminals=terminals, days=days, start=plan.start,
+                    seed=0, progress=True, drift_amount=drift_amount,
+                    drift_from_day=plan.now_day if drift_amount != 1.0 else None)
+    tx = history(data.transactions, before=plan.now)
+    write(SimulatedData(data.customers, data.terminals, tx), settings.raw_dir)
+    # Chargebacks arrive two days after each payment, the scored ones included.
+    write_labels(data.transactions, settings.labels_path, delay_s=2 * 86400)
+    local = (plan.now - plan.start).total_seconds() % 86400
+    _done(t, f"{len(tx):,} transactions, {int(tx['is_fraud'].sum()):,} fraud, up to "
+             f"{plan.now:%H:%M} UTC ({int(local // 3600):02d}:{int(local % 3600 // 60):02d} "
+             "in the customers' day)")
+    if drift_amount != 1.0:
+        print(f"   drift: every payment from now on costs x{drift_amount:g}")
 
     t = _step("batch features" + (" + backfill of the streamed windows" if stream else ""))
     build(settings.raw_dir / "transactions.parquet", settings.features_dir)
@@ -151,13 +214,18 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     ensure_fresh_sources(settings.features_dir)
     _done(t)
 
-    t = _step("feast apply + materialize-incremental")
+    t = _step("feast apply + materialize the nightly views")
     apply_repo(settings)
-    # The demo regenerates history every run, so it rewrites the whole serving window rather
-    # than continuing from the last run's watermark (what the nightly `rtml materialize` does).
-    now = datetime.now(UTC)
-    load_store(settings).materialize(start_date=now - timedelta(days=3), end_date=now)
-    _done(t)
+    store = load_store(settings)
+    cleared = clear_online_store(client, store.config.project)
+    # The nightly views only: the streamed views' online values come from the stream below, as
+    # in production (their backfill is training's offline copy). The demo regenerates history
+    # every run, so it rewrites the whole serving window rather than continuing from the last
+    # run's watermark (what the nightly `rtml materialize` does).
+    nightly = [v.name for v in store.list_feature_views() if v.tags.get("refresh") != "stream"]
+    store.materialize(start_date=plan.now - timedelta(days=3), end_date=plan.now,
+                      feature_views=nightly)
+    _done(t, f"{', '.join(nightly)} ({cleared:,} rows of an earlier run deleted)")
 
     service = "fraud_model_v2" if stream else "fraud_model_v1"
     t = _step(f"train {service}")
@@ -169,31 +237,42 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
           f"{m['xgboost']['roc_auc']:.3f}")
     _done(t)
 
-    t = _step("bentoml serve + replay")
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    t = _step("bentoml serve + stream + score")
+    # The monitor reads the log of this run only (an earlier run's rows, drifted or slow, are not
+    # this model's traffic).
     client.delete(settings.prediction_stream)
+    shutil.rmtree(settings.predictions_dir, ignore_errors=True)
     flow = (stream_flow(settings, log_path=settings.state_dir / "demo-stream.log") if stream
             else contextlib.nullcontext())
     with flow, bentoml_serve(settings, port=port,
                              log_path=settings.state_dir / "demo-serve.log") as url:
         print(f"   serving on {url}")
+        at = datetime.now(UTC)
+        streamed, upcoming = replay_split(data.transactions, at=at, scored=replay)
         if stream:
-            # Yesterday's payments arrive as live events; the flow turns them into fresh windows.
-            last_day = tx[tx["day"] == tx["day"].max()]
+            # Today's payments up to now, with their own times: the flow's windows then hold
+            # what the last 10 minutes / hour really held.
             sent = produce(host=settings.redis_host, port=settings.redis_port,
-                           transactions=last_day, rate=5000, duration=None,
-                           partitions=settings.stream_partitions, progress=False)
-            print(f"   streamed {sent['sent']:,} events at {sent['achieved_rate']:,.0f}/s")
-            time.sleep(5)  # the flow catches up (freshness is reported below)
-        reqs = sample_requests(settings, replay, seed=1, last_days=1 if stream else 14)
+                           transactions=streamed, rate=5000, duration=None,
+                           partitions=settings.stream_partitions, progress=False,
+                           own_times=True)
+            caught_up = wait_caught_up(client)
+            print(f"   streamed {sent['sent']:,} events from {stream_start(at):%H:%M} to "
+                  f"{at:%H:%M:%S} UTC at their own times, at {sent['achieved_rate']:,.0f}/s"
+                  f"{'' if caught_up else ' (the flow had not caught up after 60 s)'}")
+        # The next payments, scored now, before the stream counts them.
+        reqs = score_requests(upcoming, at=datetime.now(UTC))
         summary = asyncio.run(run_load(url, reqs, rate=200.0))
         time.sleep(0.5)  # let the prediction log flush
+    stopped = datetime.now(UTC)
     logged = drain(client, stream=settings.prediction_stream, out_dir=settings.predictions_dir)
     _done(t)
 
     lat = summary["latency_ms"]
+    span = upcoming["event_timestamp"].max() - upcoming["event_timestamp"].min()
     print("\n== result")
-    print(f"   replayed {summary['requests']} held-out transactions at 200 rps over HTTP")
+    print(f"   scored {summary['requests']} upcoming payments (the next "
+          f"{span.total_seconds() / 3600:.1f} h of them) at 200 rps over HTTP")
     print(f"   decisions: {summary['decisions']}")
     print(f"   fallbacks: {summary['fallbacks']} {summary['fallback_reasons'] or ''}")
     print(f"   errors:    {summary['errors'] or 0}")
@@ -202,23 +281,32 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     print(f"   logged:    {logged} predictions -> {settings.predictions_dir}")
     if stream:
         lags = sorted(float(f[b"lag_ms"]) for _, f in client.xrange(FRESHNESS_STREAM))
-        fresh = _fresh_share(settings)
         if lags:
             print(f"   freshness: XADD -> readable in Feast p50 {lags[len(lags) // 2]:.0f} ms, "
                   f"max {lags[-1]:.0f} ms over {len(lags)} pushes")
-        print(f"   fresh:     {fresh:.0%} of scored payments had streamed last-hour activity")
+        served, reference = _fresh_share(settings)
+        print(f"   fresh:     {served:.0%} of scored payments had streamed activity in the last "
+              f"hour (training reference: {reference:.0%})")
+        print(f"   stream:    stopped with the service at {stopped:%H:%M:%S} UTC (recorded: the "
+              "monitor reports it as stopped, not dead)")
     print(f"   metrics:   {settings.artifacts_dir / 'fraud' / 'metrics.json'}")
     print("   monitor:   rtml monitor run --model fraud  (then open reports/index.html)")
     print(f"   total:     {time.perf_counter() - started:.0f}s")
     return 0 if not summary["errors"] else 1
 
 
-def _fresh_share(settings: Settings) -> float:
-    """Share of logged decisions whose features include streamed activity."""
+def _fresh_share(settings: Settings) -> tuple[float, float]:
+    """Shares of scored payments and of the training reference with last-hour streamed activity.
+
+    Equal, up to sampling, when the stream holds what a real hour holds.
+    """
     import json
 
     import pandas as pd
 
     log = pd.read_parquet(settings.predictions_dir)
     counts = log["features"].map(lambda f: json.loads(f).get("cust_tx_count_1h", 0))
-    return float((counts > 0).mean()) if len(counts) else 0.0
+    ref = pd.read_parquet(settings.artifacts_dir / "fraud" / "reference.parquet",
+                          columns=["cust_tx_count_1h"])["cust_tx_count_1h"]
+    return (float((counts > 0).mean()) if len(counts) else 0.0,
+            float((ref > 0).mean()) if len(ref) else 0.0)

@@ -210,3 +210,40 @@ def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, 
         flow.wait()
     time.sleep(4)  # longer than the streamed views' 3 s limit, with nothing writing
     assert streamed_status() == {"customer_fresh": "stale", "terminal_fresh": "stale"}
+
+
+def test_a_stream_stopped_on_purpose_is_reported_stopped_until_a_flow_writes_again(
+        stack: Settings, tmp_path: Path):
+    from rtml.stream_stop import clear_clean_stop, record_clean_stop
+
+    store = load_store(stack)
+    specs = view_specs(store, "fraud_model_v2", stream_max_age_s=3, batch_grace_h=6)
+    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+
+    def check() -> tuple[dict[str, str], list[str], list[str]]:
+        section = _online_freshness(store, specs, client, tmp_path)
+        views = section.figures["views"]
+        return ({v: views[v]["status"] for v in ("customer_fresh", "terminal_fresh")},
+                [c["name"] for c in section.checks if c["status"] == "fail"],
+                [c["detail"] for c in section.checks if c["status"] == "skip"])
+
+    try:
+        _push_fresh(stack, datetime.now(UTC))
+        time.sleep(4)  # past the 3 s limit with nothing writing: a dead stream
+        status, failed, _ = check()
+        assert status == {"customer_fresh": "stale", "terminal_fresh": "stale"}
+        assert any("customer_fresh" in name for name in failed)
+        # The same silence, after the operator said the stream was stopped on purpose.
+        record_clean_stop(client, by="test operator")
+        status, failed, skipped = check()
+        assert status == {"customer_fresh": "stopped", "terminal_fresh": "stopped"}
+        assert failed == []
+        assert any("stopped cleanly" in d and "test operator" in d for d in skipped)
+        # A flow writes again after the record: its silence counts from then on.
+        _push_fresh(stack, datetime.now(UTC))
+        time.sleep(4)
+        status, failed, _ = check()
+        assert status == {"customer_fresh": "stale", "terminal_fresh": "stale"}
+        assert any("customer_fresh" in name for name in failed)
+    finally:
+        clear_clean_stop(client)

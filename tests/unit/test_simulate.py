@@ -175,3 +175,32 @@ def test_customers_use_terminals_within_radius_or_nearest(data):
 def test_rejects_empty_sizes():
     with pytest.raises(ValueError):
         sim.simulate(customers=0, terminals=10, days=5, start=START)
+
+
+def test_a_datetime_start_shifts_every_payment_and_changes_no_draw():
+    kw = dict(customers=200, terminals=300, days=4, seed=5)
+    at_midnight = sim.simulate(start=START, **kw).transactions
+    offset = dt.timedelta(hours=7, minutes=50)
+    start = dt.datetime.combine(START, dt.time(), tzinfo=dt.UTC) + offset
+    shifted = sim.simulate(start=start, **kw).transactions
+    pd.testing.assert_series_equal(shifted["event_timestamp"] - offset,
+                                   at_midnight["event_timestamp"])
+    others = [c for c in shifted.columns if c != "event_timestamp"]
+    pd.testing.assert_frame_equal(shifted[others], at_midnight[others])
+    with pytest.raises(ValueError, match="timezone"):
+        sim.simulate(start=dt.datetime(2024, 3, 1, 7), **kw)  # noqa: DTZ001 - naive on purpose
+
+
+def test_a_fractional_drift_day_starts_the_drift_at_that_time_of_day():
+    kw = dict(customers=300, terminals=300, days=3, start=START, seed=6)
+    clean = sim.simulate(**kw).transactions
+    drifted = sim.simulate(drift_from_day=2.5, drift_amount=3.0, **kw).transactions
+    cut = pd.Timestamp(START, tz="UTC") + pd.Timedelta(days=2.5)
+    before = clean["event_timestamp"] < cut
+    pd.testing.assert_frame_equal(drifted[before], clean[before])
+    # Amounts after the cut are three times the clean ones (up to rounding to cents), fraud
+    # scenarios 1 and 3 aside (they see the drifted amount).
+    after = ~before & (drifted["fraud_scenario"] == 0) & (clean["fraud_scenario"] == 0)
+    assert after.sum() > 50
+    ratio = drifted.loc[after, "amount"] / clean.loc[after, "amount"]
+    np.testing.assert_allclose(ratio[clean.loc[after, "amount"] > 1], 3.0, rtol=0.02)
