@@ -178,6 +178,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     from pipelines.stream_sources import ensure_fresh_sources
     from rtml.demo_plan import history, replay_split, score_requests, stream_start, timeline
     from rtml.features import apply_repo, load_store
+    from rtml.online_store import record_materialized
     from rtml.predlog import drain
     from training.train_fraud import train
 
@@ -225,6 +226,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     nightly = [v.name for v in store.list_feature_views() if v.tags.get("refresh") != "stream"]
     store.materialize(start_date=plan.now - timedelta(days=3), end_date=plan.now,
                       feature_views=nightly)
+    record_materialized(client, plan.now)  # a later `rtml materialize` continues from here
     _done(t, f"{', '.join(nightly)} ({cleared:,} rows of an earlier run deleted)")
 
     service = "fraud_model_v2" if stream else "fraud_model_v1"
