@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,9 +94,13 @@ def xadd(client: redis.Redis, events: pd.DataFrame, partitions: int) -> pd.DataF
 
 
 def sentinels(tag: str, now: datetime, partitions: int) -> pd.DataFrame:
-    """One event per partition, sent last: once its row is online, the partition is consumed."""
+    """One event per partition, sent last: once its row is online, the partition is consumed.
+
+    Its keys are the tag's own (no other test's sentinel row can answer for it), in partition p.
+    """
+    base = 880_000 + partitions * (zlib.crc32(tag.encode()) % 25_000)
     return pd.DataFrame([{"transaction_id": f"sentinel-{tag}-{p}", "event_timestamp": now,
-                          "customer_id": 880_000 + p, "terminal_id": 880_000 + p,
+                          "customer_id": base + p, "terminal_id": base + p,
                           "amount": 1.0} for p in range(partitions)], columns=COLUMNS)
 
 

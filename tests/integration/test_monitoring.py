@@ -181,7 +181,7 @@ def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, 
     import signal
 
     from pipelines.produce import produce
-    from tests.integration.test_fresh_flow import _flow_process, recent_events
+    from tests.integration.flow_harness import backlog, flow_process
 
     store = load_store(stack)
     specs = view_specs(store, "fraud_model_v2", stream_max_age_s=3, batch_grace_h=6)
@@ -191,9 +191,9 @@ def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, 
         views = _online_freshness(store, specs, client, tmp_path).figures["views"]
         return {v: views[v]["status"] for v in ("customer_fresh", "terminal_fresh")}
 
-    tx = recent_events(400, seed=8, customers=30)
-    tx["customer_id"] += 930_000
-    flow = _flow_process(env, tmp_path / "recovery")
+    tx = backlog(8, now=datetime.now(UTC), customers=list(range(930_000, 930_030)),
+                 partitions=stack.stream_partitions, hours=0.5)
+    flow = flow_process(env, tmp_path / "recovery")
     try:
         # Live traffic: a few events every half second until the flow has caught up with it.
         deadline, sent = time.monotonic() + 90, 0

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import redis
+from feast.data_source import PushMode
 
 from pipelines.feast_push import FRESHNESS_STREAM
 from pipelines.fresh_aggregates import write_backfill
@@ -36,10 +37,9 @@ from training.train_fraud import point_in_time_features
 LAST_GAPS_S = [30, 240, 900, 3000, 3000, 4500, 8000]
 
 
-def _histories(raw: pd.DataFrame, now: datetime, n: int, seed: int) -> pd.DataFrame:
-    """Bursts and pauses for `n` real customers (each at one of its real terminals)."""
+def _histories(pairs: pd.DataFrame, now: datetime, seed: int) -> pd.DataFrame:
+    """Bursts and pauses for real customers (each at one of its real terminals)."""
     rng = np.random.default_rng(seed)
-    pairs = raw.drop_duplicates("customer_id").sample(n, random_state=seed)
     danger = (now.timestamp() - 10, now.timestamp() + 120)  # no window edge while we read
     rows = []
     for i, (cid, tid) in enumerate(zip(pairs["customer_id"], pairs["terminal_id"], strict=True)):
@@ -54,6 +54,23 @@ def _histories(raw: pd.DataFrame, now: datetime, n: int, seed: int) -> pd.DataFr
                                                      rng.uniform(3700, 6000)])))
     return pd.DataFrame(rows, columns=h.COLUMNS).sort_values("event_timestamp",
                                                              ignore_index=True)
+
+
+def _start_empty(settings: Settings, pairs: pd.DataFrame) -> None:
+    """Empty streamed windows online for the test's keys, as a flow that has seen nothing recent.
+
+    Other tests push made-up streamed values for real customers; the flow only overwrites a key
+    it has an event for, so a key quiet for over an hour would keep them.
+    """
+    store = load_store(settings)
+    at = pd.Timestamp(datetime.now(UTC))
+    for source, key, names in (("customer_fresh_push", "customer_id", h.CUSTOMER_FEATURES),
+                               ("terminal_fresh_push", "terminal_id", h.TERMINAL_FEATURES)):
+        ids = sorted(set(pairs[key]))
+        frame = pd.DataFrame({key: ids, "event_timestamp": at})
+        for name in names:
+            frame[name] = 0 if "count" in name else 0.0
+        store.push(source, frame, to=PushMode.ONLINE)
 
 
 def _training_repo(stack: Settings, tmp: Path, transactions: pd.DataFrame, until: datetime
@@ -83,13 +100,15 @@ def test_training_features_equal_what_the_service_reads(stack_v2: Settings, env_
     parts = stack_v2.stream_partitions
     client.delete(*[stream_key(i) for i in range(parts)], FRESHNESS_STREAM)
     raw = pd.read_parquet(stack_v2.raw_dir / "transactions.parquet")
+    pairs = raw.drop_duplicates("customer_id").sample(35, random_state=11)
+    _start_empty(stack_v2, pairs)
     flow = h.flow_process(env_v2, tmp_path / "recovery", log=tmp_path / "flow.log")
     try:
         warm = h.sentinels("parity-warm", datetime.now(UTC), parts)
         h.xadd(client, warm, parts)
         h.wait_until(lambda: h.has_rows(stack_v2, list(warm["customer_id"])), "the flow")
         now = datetime.now(UTC)
-        events = _histories(raw, now, n=35, seed=11)
+        events = _histories(pairs, now, seed=11)
         # History the flow would have seen live (the last hour of the generated data, if any).
         recent = raw[raw["event_timestamp"] > now - timedelta(hours=1)][h.COLUMNS]
         done = h.sentinels("parity-done", now - timedelta(seconds=5), parts)
