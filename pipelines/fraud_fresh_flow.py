@@ -64,7 +64,7 @@ def parse(entry: tuple[str, dict[str, str]]
         return fields, str(exc), entry_id
 
 
-# (frozen window state, last emitted event time, entity id): what a key's snapshot holds.
+# (frozen window state, last emitted row stamp, entity id): what a key's snapshot holds.
 Snapshot = tuple[Frozen, "datetime | None", "int | None"]
 
 
