@@ -25,7 +25,7 @@ test: venv  ## unit + integration tests (real Redis/Valkey, feast CLI, bentoml s
 	$(BIN)/python -m pytest tests
 
 test-unit: venv
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -m "not integration" tests
 
 lint: venv
 	$(BIN)/ruff check .

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.record import RESULTS, Recorder
-from bentos.fraud.backends import Backend, NativeBackend, OnnxBackend
 from bentos.fraud.model import FraudModel
-from rtml.accel import cuda_available
+from rtml.serving.accel import cuda_available
+from rtml.serving.backends import Backend, NativeBackend, OnnxBackend
 from rtml.settings import Settings
 
 

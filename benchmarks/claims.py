@@ -6,17 +6,17 @@
     python -m benchmarks.claims all
 
 - **writer** ("7x cheaper"): the same rows for the streamed views' push sources, in micro-batches,
-  through `pipelines.online_writer.FeastRedisWriter` and through `FeatureStore.push`, each into an
+  through `rtml.features.writer.FeastRedisWriter` and through `FeatureStore.push`, each into an
   emptied Valkey the benchmark owns (on a free port, never the repo's Redis); µs per row both
   ways, median of `--repeat` alternating rounds, and their ratio.
 - **log** ("about 190 MB for 250k entries"): real log entries are taken from a real
   `bentoml serve` scoring held-out transactions (its log pointed at a stream of its own, removed
-  afterwards), then cycled through the service's own log code (`rtml.predlog.PredictionLog`,
+  afterwards), then cycled through the service's own log code (`rtml.serving.predlog.PredictionLog`,
   `XADD ... MAXLEN ~ RTML_PREDICTION_STREAM_MAXLEN`) into an owned Valkey past the cap; the
   stream's `MEMORY USAGE` (every node sampled) and the server's used memory are reported.
 - **monitor** ("1 M predictions in about 20 s"): 1 M predictions built from the same real entries
   (ids of real transactions, so labels join) are written as the drain writes them
-  (`rtml.predlog._write_parquet`) into a scratch repo root that links the repo's registry,
+  (`rtml.serving.predlog._write_parquet`) into a scratch repo root that links the repo's registry,
   model artifacts and labels; `rtml monitor run --model fraud` runs on it as a subprocess; its
   wall time and the run's own `seconds` are reported.
 """
@@ -53,7 +53,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def owned_valkey() -> Iterator[Settings]:
     """An embedded Valkey on a free port with its data in a scratch folder; stopped afterwards."""
-    from rtml.redis_server import start_embedded, stop_embedded
+    from rtml.redis.embedded import start_embedded, stop_embedded
 
     with tempfile.TemporaryDirectory(prefix="rtml-claims-") as tmp:
         own = Settings(repo_root=Path(tmp), redis_address=f"localhost:{free_port()}")
@@ -90,8 +90,8 @@ def writer(settings: Settings, *, rows: int, batch: int, repeat: int) -> dict[st
     """µs per row: direct writer vs `FeatureStore.push`, same rows, same micro-batches."""
     from feast.data_source import PushMode
 
-    from pipelines.online_writer import FeastRedisWriter
-    from rtml.features import load_store
+    from rtml.features.online import load_store
+    from rtml.features.writer import FeastRedisWriter
 
     with owned_valkey() as own:
         store = load_store(Settings(repo_root=settings.repo_root,

@@ -56,7 +56,7 @@ def log_memory(settings: Settings, real: list[dict[str, str]], *, entries: int =
     """Fill a stream past its cap through `PredictionLog`; its memory, per entry and at the cap."""
     import redis.asyncio as aioredis
 
-    from rtml.predlog import PredictionLog
+    from rtml.serving.predlog import PredictionLog
 
     cap = settings.prediction_stream_maxlen
     total = entries or int(cap * 1.2)
@@ -105,7 +105,7 @@ def _scratch_root(settings: Settings, root: Path) -> None:
 def write_predictions(settings: Settings, real: list[dict[str, str]], out_dir: Path, *,
                       rows: int, days: float = 6.0, seed: int = 0) -> float:
     """`rows` predictions over the last `days`, as `rtml log drain` writes them; seconds taken."""
-    from rtml.predlog import _write_parquet
+    from rtml.serving.predlog import _write_parquet
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -19,7 +19,7 @@ import redis
 
 from benchmarks.load import histogram, percentiles
 from benchmarks.model import answer, load_model
-from rtml.features import OnlineReader, load_store
+from rtml.features.online import OnlineReader, load_store
 from rtml.settings import Settings
 
 

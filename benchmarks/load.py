@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.record import RESULTS, Recorder
-from rtml.asgi import parse_server_timing
+from rtml.serving.asgi import parse_server_timing
 from rtml.settings import Settings
 
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"

@@ -34,7 +34,7 @@ def _run(*cmd: str) -> None:
 def train_v2(out: Path) -> None:
     """Demo-sized data and three seeds of fraud_model_v2."""
     from rtml.settings import Settings
-    from training.train_fraud import train
+    from training.fraud.train import train
 
     bin_ = Path(sys.executable).parent
     _run(str(bin_ / "rtml"), "data", "generate", "--days", "90", "--customers", "5000",
@@ -56,7 +56,7 @@ def rescore(models: Path, out: Path) -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from rtml.settings import Settings
-    from training.train_fraud import training_frame
+    from training.fraud.train import training_frame
 
     s = Settings()
     days = int(pd.read_parquet(s.raw_dir / "transactions.parquet", columns=["day"])["day"].max())

@@ -28,7 +28,7 @@ from benchmarks.load import DEFAULT_SKEW, run_load, sample_requests, table
 from benchmarks.naive_server import DEFAULT_DSN
 from benchmarks.record import RESULTS, Recorder
 from benchmarks.side_by_side import pg_port, prepare_naive, target_server, url_port
-from rtml.accel import xgboost_device
+from rtml.serving.accel import xgboost_device
 from rtml.settings import Settings
 
 KEEP_UP = 0.95  # achieved / offered rate below this: the server (or client) fell behind

@@ -29,7 +29,7 @@ import pandas as pd
 
 from benchmarks.record import RESULTS, Recorder
 from benchmarks.side_by_side import url_port
-from rtml.asgi import parse_server_timing
+from rtml.serving.asgi import parse_server_timing
 from rtml.settings import Settings
 
 

@@ -43,10 +43,10 @@ import pandas as pd
 import redis
 
 from benchmarks.record import RESULTS, Recorder
-from pipelines.feast_push import FRESHNESS_STREAM, LAG_BUCKETS_MS
-from pipelines.produce import produce
+from pipelines.fraud.events import TxEvent, encode, partition_of, stream_key
+from pipelines.fraud.produce import produce
 from rtml.cli import stream_command
-from rtml.events import TxEvent, encode, partition_of, stream_key
+from rtml.features.push import FRESHNESS_STREAM, LAG_BUCKETS_MS
 from rtml.settings import Settings
 
 

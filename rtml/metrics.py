@@ -5,7 +5,7 @@ BentoML serves `/metrics` from prometheus_client's multiprocess collector; its w
 created lazily on first use (inside a worker), never at import time. The stream process has no
 BentoML: `serve_stream_metrics(port)` starts prometheus_client's own HTTP endpoint there.
 
-Names (Grafana: monitoring/grafana/rtml-fraud.json):
+Names (Grafana: monitoring/fraud/grafana/rtml-fraud.json):
   rtml_stage_seconds{service,stage}            histogram: features | model | total
   rtml_decisions_total{service,decision}       counter
   rtml_fallbacks_total{service,reason}         counter: reason = fallback kind (before ':')

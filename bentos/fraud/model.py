@@ -1,6 +1,6 @@
 """The fraud model as served: scores, decisions and reason codes from one XGBoost booster.
 
-Scores come from the backend chosen for the call size (`bentos.fraud.backends`); reasons always
+Scores come from the backend chosen for the call size (`rtml.serving.backends`); reasons always
 come from the native booster on the CPU, the one predictor with exact TreeSHAP (`pred_contribs`).
 """
 
@@ -13,8 +13,8 @@ import bentoml
 import numpy as np
 import xgboost as xgb
 
-from bentos.fraud.backends import Backend, NativeBackend, OnnxBackend, Router, choose
-from rtml.accel import cuda_available
+from rtml.serving.accel import cuda_available
+from rtml.serving.backends import Backend, NativeBackend, OnnxBackend, Router, choose
 
 REASONS_PER_DECISION = 3
 

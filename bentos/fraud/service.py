@@ -7,7 +7,7 @@ failed feature read or model call answers `approve` with `fallback: true` and th
 payment is never blocked by our outage. Every response carries
 `Server-Timing` with its stage times (`model;desc=` names the backend, `cache;desc=` hit or
 miss); every decision goes to the prediction log off the path. Past `RTML_MAX_INFLIGHT` scoring
-requests in flight, new ones get 503 + `Retry-After` at once (`rtml.asgi.Admission`).
+requests in flight, new ones get 503 + `Retry-After` at once (`rtml.serving.asgi.Admission`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bentos.fraud.cache import L1Cache, row_key
 from bentos.fraud.model import BackendUnavailable, FraudModel
-from rtml.asgi import NOT_READY, Admission, BodyLimit, Readiness, format_server_timing
-from rtml.features import OnlineReader, load_store
+from bentos.fraud.schemas import EXAMPLE_TRANSACTION, Transaction
+from rtml.features.online import OnlineReader, load_store
 from rtml.metrics import record_request, serving_metrics
-from rtml.predlog import PredictionLog
-from rtml.schemas import EXAMPLE_TRANSACTION, Transaction
+from rtml.serving.asgi import NOT_READY, Admission, BodyLimit, Readiness, format_server_timing
+from rtml.serving.cache import L1Cache, row_key
+from rtml.serving.predlog import PredictionLog
 from rtml.settings import Settings
 
 SERVICE = "fraud"
