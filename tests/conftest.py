@@ -21,7 +21,7 @@ from tests.support.procs import BIN, bentoml_serve, free_port, run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark everything under an `integration` folder, so `-m "not integration"` runs the unit tier."""
+    """Mark everything under an `integration` folder: `-m "not integration"` is the unit tier."""
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
