@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import redis
 
 from benchmarks.record import RESULTS, Recorder
+from rtml.redis import connect
 from rtml.settings import Settings
 
 
@@ -96,7 +96,7 @@ def writer(settings: Settings, *, rows: int, batch: int, repeat: int) -> dict[st
     with owned_valkey() as own:
         store = load_store(Settings(repo_root=settings.repo_root,
                                     redis_address=own.redis_address))
-        client = redis.Redis(host=own.redis_host, port=own.redis_port)
+        client = connect(own)
         data = _push_rows(store, rows, seed=0)
         direct = FeastRedisWriter(store, client)
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import redis
 
 from benchmarks import servers
 from benchmarks.claims import free_port, owned_valkey
 from benchmarks.load import run_load, sample_requests
 from benchmarks.stock_odfv import feast_yaml
+from rtml.redis import connect, connect_async
 from rtml.settings import Settings
 
 CHUNK = 50_000  # rows per parquet part, as `rtml log drain` reads them
@@ -39,7 +39,7 @@ def real_entries(settings: Settings, n: int) -> list[dict[str, str]]:
         asyncio.run(run_load(url, sample_requests(settings, n, seed=7), rate=200.0,
                              label="real log entries"))
         time.sleep(1.0)  # the log flushes every RTML_PREDICTION_LOG_FLUSH_MS
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    client = connect(settings)
     try:
         entries = [{k.decode(): v.decode() for k, v in fields.items()}
                    for _, fields in client.xrange(stream)]
@@ -54,18 +54,16 @@ def real_entries(settings: Settings, n: int) -> list[dict[str, str]]:
 def log_memory(settings: Settings, real: list[dict[str, str]], *, entries: int = 0
                ) -> dict[str, Any]:
     """Fill a stream past its cap through `PredictionLog`; its memory, per entry and at the cap."""
-    import redis.asyncio as aioredis
-
     from rtml.serving.predlog import PredictionLog
 
     cap = settings.prediction_stream_maxlen
     total = entries or int(cap * 1.2)
     with owned_valkey() as own:
-        sync = redis.Redis(host=own.redis_host, port=own.redis_port)
+        sync = connect(own)
         used_before = int(sync.info("memory")["used_memory"])
 
         async def fill() -> int:
-            client = aioredis.Redis(host=own.redis_host, port=own.redis_port)
+            client = connect_async(own)
             log = PredictionLog(client=client, stream=settings.prediction_stream, maxlen=cap,
                                 flush_ms=settings.prediction_log_flush_ms)
             for i in range(total):

@@ -15,11 +15,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-import redis
 
 from benchmarks.load import histogram, percentiles
 from benchmarks.model import answer, load_model
 from rtml.features.online import OnlineReader, load_store
+from rtml.redis import connect
 from rtml.settings import Settings
 
 
@@ -32,7 +32,7 @@ def measure_floor(settings: Settings, requests: list[dict[str, Any]], *,
         # Every declared no-history default is 0.0 (bentos/fraud/service.py DEFAULT_FEATURES).
         reader = OnlineReader(store=load_store(settings), service_name=model.feature_service,
                               defaults=dict.fromkeys(model.features, 0.0))
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    client = connect(settings)
     rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in requests]
     for row in rows[:50]:  # connection, predictor and allocator warm-up
         answer(model, row["transaction_id"], reader.vector(reader.read_sync(client, [row])[0]))

@@ -47,6 +47,7 @@ from pipelines.fraud.events import TxEvent, encode, partition_of, stream_key
 from pipelines.fraud.produce import produce
 from rtml.cli import stream_command
 from rtml.features.push import FRESHNESS_STREAM, LAG_BUCKETS_MS
+from rtml.redis import connect
 from rtml.settings import Settings
 
 
@@ -192,7 +193,7 @@ def main() -> int:
     args = parser.parse_args()
     s = Settings()
     rec = Recorder("stream", s, model=False)
-    client = redis.Redis(host=s.redis_host, port=s.redis_port)
+    client = connect(s)
     client.delete(*[stream_key(i) for i in range(s.stream_partitions)], FRESHNESS_STREAM)
     shutil.rmtree(s.state_dir / "recovery", ignore_errors=True)
     tx = pd.read_parquet(s.raw_dir / "transactions.parquet",
@@ -204,7 +205,7 @@ def main() -> int:
     log = FreshnessLog(client)
 
     def send(rows: pd.DataFrame, rate: float = float("inf")) -> dict:
-        return produce(host=s.redis_host, port=s.redis_port, transactions=rows, rate=rate,
+        return produce(address=s.redis_address, transactions=rows, rate=rate,
                        duration=None, partitions=s.stream_partitions, progress=True)
 
     t_start = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,11 @@ class Settings(BaseSettings):
         "auto",
         description="auto: start an embedded Valkey when nothing answers at a local address.",
     )
-    redis_timeout_s: float = Field(0.5, description="socket timeout for Redis calls")
+    redis_timeout_s: float = Field(0.5, description="socket timeout for the services' Redis calls")
+    redis_username: str | None = Field(None, description="Redis ACL user (AUTH)")
+    redis_password: SecretStr | None = Field(None, description="Redis password (AUTH)")
+    redis_tls: bool = Field(False, description="TLS to Redis (also: a rediss:// address)")
+    redis_tls_ca_file: Path | None = Field(None, description="CA bundle for Redis TLS")
 
     # -- Files ------------------------------------------------------------------------------
     # The Feast repo (feature_store.yaml) and everything generated lives under it; the Feast
@@ -102,14 +106,10 @@ class Settings(BaseSettings):
         6.0, description="a daily view may be this much older than a day (the nightly run)")
 
     def _host_port(self) -> tuple[str, int]:
-        first = self.redis_address.split(",")[0].strip()
-        if first.startswith("["):  # [::1]:6379
-            host, _, rest = first[1:].partition("]")
-            return host, int(rest[1:]) if rest.startswith(":") else 6379
-        if first.count(":") > 1:  # a bare IPv6 address
-            return first, 6379
-        host, _, port = first.partition(":")
-        return host, int(port) if port else 6379
+        from rtml.redis import parse_address  # rtml.redis imports this module
+
+        where = parse_address(self.redis_address)
+        return where.host, where.port
 
     @property
     def redis_host(self) -> str:

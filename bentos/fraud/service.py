@@ -22,16 +22,14 @@ from typing import Any, Literal
 
 import bentoml
 import numpy as np
-import redis.asyncio as aioredis
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from pydantic import BaseModel, Field
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from bentos.fraud.model import BackendUnavailable, FraudModel
 from bentos.fraud.schemas import EXAMPLE_TRANSACTION, Transaction
 from rtml.features.online import OnlineReader, load_store
 from rtml.metrics import record_request, serving_metrics
+from rtml.redis import connect_async
 from rtml.serving.asgi import NOT_READY, Admission, BodyLimit, Readiness, format_server_timing
 from rtml.serving.cache import L1Cache, row_key
 from rtml.serving.predlog import PredictionLog
@@ -138,10 +136,7 @@ class FraudService:
             warm = np.zeros((1, len(self.model.features)), dtype=np.float32)
             self.model.predict(warm)
             self.model.contributions(warm)
-        self.redis = aioredis.Redis(
-            host=s.redis_host, port=s.redis_port, socket_timeout=s.redis_timeout_s,
-            socket_connect_timeout=s.redis_timeout_s, retry=Retry(NoBackoff(), 0),
-        )
+        self.redis = connect_async(s, role="service")
         self.breaker = _Breaker()
         self.log = PredictionLog(client=self.redis, stream=s.prediction_stream,
                                  maxlen=s.prediction_stream_maxlen,

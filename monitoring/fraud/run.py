@@ -24,6 +24,7 @@ from rtml.monitor import reports
 from rtml.monitor.dashboard import write_index
 from rtml.monitor.data import load_log, load_reference
 from rtml.monitor.freshness import freshness, view_specs
+from rtml.redis import connect
 from rtml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,7 @@ def _freshness(settings: Settings, service: str, sample: Any, out_dir: Path, now
     ages = sample[[c for c in sample.columns if c.startswith("age_s:")]]
     error = None
     if client is None:
-        client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                             socket_timeout=5, socket_connect_timeout=2)
+        client = connect(settings, role="monitor")
         try:
             client.ping()
         except (redis.RedisError, OSError) as exc:

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
@@ -35,8 +34,9 @@ from pipelines.fraud.windows import (
     on_timer,
     terminal_state,
 )
-from rtml.features.push import until_redis_answers
 from rtml.metrics import stream_event_counter
+from rtml.redis import connect, until_answers
+from rtml.settings import Settings
 from rtml.streams.source import dead_letter
 
 # (push source, entity id, feature values, event time, XADD time in ms) — what reaches the sink.
@@ -132,12 +132,12 @@ BadEntry = tuple[dict[str, str], str, str]  # (fields, reason, source entry id)
 
 
 class _DeadLetterPartition(StatelessSinkPartition[BadEntry]):
-    def __init__(self, host: str, port: int) -> None:
-        self.client = redis.Redis(host=host, port=port, decode_responses=True)
+    def __init__(self, settings: Settings) -> None:
+        self.client = connect(settings, role="flow", decode_responses=True)
 
     def write_batch(self, items: list[BadEntry]) -> None:
         for fields, reason, entry_id in items:
-            until_redis_answers(
+            until_answers(
                 lambda f=fields, r=reason, i=entry_id: dead_letter(self.client, f, r,
                                                                    source_id=i),
                 "dead letter")
@@ -150,12 +150,12 @@ class DeadLetterSink(DynamicSink[BadEntry]):
     letter of one it had already refused is not written twice (`dead_letter(source_id=...)`).
     """
 
-    def __init__(self, *, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
         """One client per worker."""
-        return _DeadLetterPartition(self.host, self.port)
+        return _DeadLetterPartition(self.settings)
 
 
 def build_flow(source: Source, sink: Sink[Row], dead_letters: Sink[BadEntry],
@@ -201,7 +201,6 @@ def get_flow() -> Dataflow:
     from pipelines.fraud.events import stream_key
     from rtml.features.online import load_store
     from rtml.features.push import FeastPushSink
-    from rtml.settings import Settings
     from rtml.streams.source import RedisStreamSource
 
     s = Settings()
@@ -209,14 +208,12 @@ def get_flow() -> Dataflow:
         from rtml.metrics import serve_stream_metrics
 
         serve_stream_metrics(s.stream_metrics_port)
-    source = RedisStreamSource(host=s.redis_host, port=s.redis_port,
+    source = RedisStreamSource(address=s.redis_address, settings=s,
                                streams=[stream_key(i) for i in range(s.stream_partitions)])
     sink = FeastPushSink(store_factory=lambda: load_store(s),
-                         redis_factory=lambda: redis.Redis(host=s.redis_host, port=s.redis_port,
-                                                           socket_timeout=5,
-                                                           socket_connect_timeout=2),
+                         redis_factory=lambda: connect(s, role="flow"),
                          writer=s.stream_writer)
-    flow = build_flow(source, sink, DeadLetterSink(host=s.redis_host, port=s.redis_port),
+    flow = build_flow(source, sink, DeadLetterSink(settings=s),
                       allowed_lateness=timedelta(seconds=s.stream_allowed_lateness_s))
     tune_gc()
     return flow

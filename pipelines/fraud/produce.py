@@ -19,17 +19,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-import redis
 
 from pipelines.fraud.events import STREAM_PREFIX, TxEvent, encode, partition_of, stream_key
+from rtml.redis import connect
+from rtml.settings import Settings
 
 MAX_PIPELINE = 2000  # most XADDs in one round trip
 TICK_S = 0.005  # longest sleep while ahead of schedule
 REPORT_S = 1.0
 
 
-def produce(*, host: str, port: int, transactions: pd.DataFrame, rate: float,
-            duration: float | None, partitions: int = 4, prefix: str = STREAM_PREFIX,
+def produce(*, address: str, settings: Settings | None = None, transactions: pd.DataFrame,
+            rate: float, duration: float | None, partitions: int = 4,
+            prefix: str = STREAM_PREFIX,
             maxlen: int = 1_000_000, progress: bool = True, own_times: bool = False
             ) -> dict[str, Any]:
     """XADD `transactions` in event-time order at `rate` events/s.
@@ -51,7 +53,7 @@ def produce(*, host: str, port: int, transactions: pd.DataFrame, rate: float,
                     tx["amount"].astype(float).tolist(), own, strict=True))
     keys = [stream_key(i, prefix) for i in range(partitions)]
     unpaced = math.isinf(rate)
-    client = redis.Redis(host=host, port=port, socket_timeout=10, socket_connect_timeout=5)
+    client = connect(settings, role="producer", address=address)
     t0 = time.perf_counter()
     sent, last_report, elapsed = 0, t0, 0.0
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from rtml.redis import connect
 from rtml.redis.embedded import RedisUnavailableError, ensure_redis, stop_embedded
 from rtml.settings import Settings
 
@@ -125,12 +126,11 @@ def materialize(
                    f"{s.state_dir / 'materialize.log'} 2>&1")
         return
     _need_redis(s)
-    import redis
 
     from rtml.features.online import load_store
     from rtml.features.online_store import materialize_window, record_materialized
 
-    client = redis.Redis(host=s.redis_host, port=s.redis_port, socket_timeout=5)
+    client = connect(s)
     period = _parse_every(every) if every else None
     while True:
         t0 = time.perf_counter()
@@ -235,13 +235,11 @@ def log_drain(
         min=1, help="stream entries written and acknowledged at a time")] = 50_000,
 ) -> None:
     """Move the prediction stream into partitioned parquet under data/predictions/."""
-    import redis
-
     from rtml.serving.predlog import drain
 
     s = _settings()
     _need_redis(s)
-    n = drain(redis.Redis(host=s.redis_host, port=s.redis_port), stream=s.prediction_stream,
+    n = drain(connect(s), stream=s.prediction_stream,
               out_dir=s.predictions_dir, batch=batch)
     typer.echo(f"{n} predictions -> {s.predictions_dir}")
 
@@ -456,7 +454,7 @@ def stream_produce(
     _need_redis(s)
     tx = pd.read_parquet(s.raw_dir / "transactions.parquet")
     tx = tx[tx["day"] > tx["day"].max() - last_days]
-    out = produce(host=s.redis_host, port=s.redis_port, transactions=tx, rate=rate,
+    out = produce(address=s.redis_address, transactions=tx, rate=rate,
                   duration=duration, partitions=s.stream_partitions, own_times=own_times)
     typer.echo(f"sent {out['sent']:,} events in {out['seconds']:.1f}s "
                f"({out['achieved_rate']:,.0f}/s)")
@@ -469,11 +467,9 @@ def stream_command(settings: Settings, *, workers: int = 1, process_id: int | No
     Its recovery store is the one of the online store at `RTML_REDIS_ADDRESS`
     (`rtml.features.online_store.recovery_dir`), initialised when new.
     """
-    import redis
-
     from rtml.features.online_store import recovery_dir
 
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, socket_timeout=5)
+    client = connect(settings)
     recovery = recovery_dir(settings.state_dir, client, say=lambda m: typer.echo(m, err=True))
     cmd = [sys.executable, "-m", "bytewax.run", "pipelines.fraud.flow:get_flow()",
            "-r", str(recovery), "-s", f"{settings.stream_snapshot_s:g}", "-b", "0",
@@ -490,14 +486,12 @@ def stream_run(
     addresses: Annotated[str | None, typer.Option("-a", help='"h:p;h:p" of all')] = None,
 ) -> None:
     """Run the fresh-features flow (Redis Streams -> windows -> Feast push) until stopped."""
-    import redis
-
     from rtml.streams.stop import clear_clean_stop
 
     s = _settings()
     _need_redis(s)
     # A flow runs again: its silence is a failure from now on, whatever stopped the last one.
-    clear_clean_stop(redis.Redis(host=s.redis_host, port=s.redis_port, socket_timeout=5))
+    clear_clean_stop(connect(s))
     cmd = stream_command(s, workers=workers, process_id=process_id, addresses=addresses)
     typer.echo("running: " + " ".join(cmd), err=True)
     os.chdir(s.repo_root)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from rtml.redis import connect
 from rtml.redis.embedded import RedisUnavailableError, ensure_redis
 from rtml.settings import Settings
 
@@ -94,14 +95,12 @@ def stream_flow(settings: Settings, *, log_path: Path) -> Iterator[None]:
     Stopping it on exit is recorded as a clean stop (`rtml.streams.stop`) when it was still
     running, so the monitor reports the stream as stopped on purpose rather than dead.
     """
-    import redis
-
     from pipelines.fraud.events import stream_key
     from rtml.cli import stream_command
     from rtml.features.push import FRESHNESS_STREAM
     from rtml.streams.stop import clear_clean_stop, record_clean_stop
 
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    client = connect(settings)
     client.delete(*[stream_key(i) for i in range(settings.stream_partitions)], FRESHNESS_STREAM)
     clear_clean_stop(client)
     shutil.rmtree(settings.state_dir / "recovery", ignore_errors=True)
@@ -166,8 +165,6 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     before the stream counts them. `drift_amount` != 1 makes every payment from now on cost that
     many times more: the monitor should flag it.
     """
-    import redis
-
     from benchmarks.load import run_load
     from monitoring.fraud.labels import write_labels
     from pipelines.fraud.batch_features import build
@@ -190,7 +187,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
         print(f"rtml: {exc}", file=sys.stderr)
         return 2
     _done(t, "embedded Valkey" if status.embedded else "external Redis")
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    client = connect(settings)
 
     plan = timeline(datetime.now(UTC), days=days)
     t = _step(f"simulate {days} days, {customers} customers, {terminals} terminals, up to now")
@@ -254,7 +251,7 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
         if stream:
             # Today's payments up to now, with their own times: the flow's windows then hold
             # what the last 10 minutes / hour really held.
-            sent = produce(host=settings.redis_host, port=settings.redis_port,
+            sent = produce(address=settings.redis_address,
                            transactions=streamed, rate=5000, duration=None,
                            partitions=settings.stream_partitions, progress=False,
                            own_times=True)

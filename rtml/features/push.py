@@ -34,12 +34,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from feast.data_source import PushMode
 
 from rtml.features.writer import FeastRedisWriter
 from rtml.metrics import record_stream_lag
+from rtml.redis import until_answers
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +65,6 @@ def latest_per_key(rows: list[tuple[str, int, dict[str, Any], Any, int]]
     return {source: pd.DataFrame([{PUSH_SOURCES[source]: entity, "event_timestamp": event_time,
                                    **values} for entity, values, event_time in rows])
             for source, rows in newest_per_key(rows).items()}
-
-
-def until_redis_answers(call: Callable[[], Any], what: str, *,
-                        sleep: Callable[[float], None] = time.sleep) -> Any:
-    """`call()`, retried with a capped back-off for as long as Redis cannot be reached."""
-    wait, down_since = RETRY_FIRST_S, None
-    while True:
-        try:
-            result = call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if down_since is None:
-                down_since = time.monotonic()
-                log.warning("%s: Redis unavailable (%s); retrying until it is back", what, exc)
-            sleep(wait)
-            wait = min(wait * 2, RETRY_MAX_S)
-            continue
-        if down_since is not None:
-            log.warning("%s: Redis is back after %.1f s", what, time.monotonic() - down_since)
-        return result
 
 
 def newest_per_key(rows: list[tuple[str, int, dict[str, Any], Any, int]]
@@ -114,12 +95,12 @@ class _FeastPushPartition(StatelessSinkPartition[tuple[str, int, dict[str, Any],
             return
         if self.direct is not None:
             for source, rows in newest_per_key(items).items():
-                until_redis_answers(lambda s=source, r=rows: self.direct.write(s, r),
+                until_answers(lambda s=source, r=rows: self.direct.write(s, r),
                                     f"write {source}")
                 self.pushed += len(rows)
         else:
             for source, frame in latest_per_key(items).items():
-                until_redis_answers(
+                until_answers(
                     lambda s=source, f=frame: self.store.push(s, f, to=PushMode.ONLINE),
                     f"push to {source}")
                 self.pushed += len(frame)

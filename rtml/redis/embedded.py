@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from rtml.redis import connect
 from rtml.settings import Settings
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -43,8 +42,7 @@ class RedisStatus:
 def ping(host: str, port: int, *, timeout_s: float = 0.5) -> bool:
     """True when a Redis-protocol server answers PING."""
     # No retries: redis-py's default retry-with-backoff turns one refused connect into seconds.
-    client = redis.Redis(host=host, port=port, socket_timeout=timeout_s,
-                         socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+    client = connect(address=f"{host}:{port}", timeout_s=timeout_s)
     try:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from pipelines.fraud.events import DEAD_LETTER_STREAM
+from rtml.redis import connect
+from rtml.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,21 @@ MIN_BACKOFF = timedelta(milliseconds=10)
 SOCKET_TIMEOUT_S = 1.0
 
 
-def _client(host: str, port: int) -> redis.Redis:
-    # No retries inside redis-py: its default retry-with-backoff would stall the worker for
-    # seconds on every poll while Redis is down. We back off through `next_awake` instead. The
-    # connection pool reconnects by itself on the next command once Redis answers again.
-    return redis.Redis(host=host, port=port, socket_timeout=SOCKET_TIMEOUT_S,
-                       socket_connect_timeout=SOCKET_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
-                       decode_responses=True, encoding_errors="replace")
+def _client(address: str, settings: Settings | None) -> Any:
+    # The factory's client never retries inside redis-py (its default retry-with-backoff would
+    # stall the worker for seconds on every poll while Redis is down). We back off through
+    # `next_awake` instead; the pool reconnects by itself once Redis answers again.
+    return connect(settings, role="flow", address=address, timeout_s=SOCKET_TIMEOUT_S,
+                   decode_responses=True, encoding_errors="replace")
 
 
 class RedisStreamPartition(StatefulSourcePartition[Entry, str]):
     """Reads one stream key from just after `last_id`; the snapshot is the last delivered id."""
 
-    def __init__(self, *, host: str, port: int, key: str, last_id: str, batch_size: int,
+    def __init__(self, *, address: str, settings: Settings | None = None, key: str,
+                 last_id: str, batch_size: int,
                  idle_wait: timedelta) -> None:
-        self.client = _client(host, port)
+        self.client = _client(address, settings)
         self.key, self.last_id = key, last_id
         self.batch_size, self.idle_wait = batch_size, idle_wait
         self._awake: datetime | None = None
@@ -105,9 +106,10 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
     `"$"` for only entries added after it starts.
     """
 
-    def __init__(self, *, host: str, port: int, streams: list[str], batch_size: int = 1000,
+    def __init__(self, *, address: str, settings: Settings | None = None, streams: list[str],
+                 batch_size: int = 1000,
                  idle_wait: timedelta = timedelta(milliseconds=10), start_id: str = "0") -> None:
-        self.host, self.port, self.streams = host, port, list(streams)
+        self.address, self.settings, self.streams = address, settings, list(streams)
         self.batch_size, self.idle_wait, self.start_id = batch_size, idle_wait, start_id
 
     def list_parts(self) -> list[str]:
@@ -117,7 +119,7 @@ class RedisStreamSource(FixedPartitionedSource[Entry, str]):
     def build_part(self, step_id: str, for_part: str, resume_state: str | None
                    ) -> RedisStreamPartition:
         """A reader of one stream, resuming after the snapshotted id."""
-        return RedisStreamPartition(host=self.host, port=self.port, key=for_part,
+        return RedisStreamPartition(address=self.address, settings=self.settings, key=for_part,
                                     last_id=resume_state or self.start_id,
                                     batch_size=self.batch_size, idle_wait=self.idle_wait)
 

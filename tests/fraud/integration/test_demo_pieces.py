@@ -17,6 +17,7 @@ from pipelines.fraud.events import decode, stream_key
 from pipelines.fraud.produce import produce
 from rtml.demo import clear_online_store, wait_caught_up
 from rtml.features.push import FRESHNESS_STREAM
+from rtml.redis import connect
 from rtml.settings import Settings
 from rtml.streams.stop import STOP_KEY, clean_stop, clear_clean_stop, record_clean_stop
 
@@ -25,7 +26,7 @@ PREFIX = "test:demo-pieces"
 
 @pytest.fixture
 def client(valkey: Settings) -> Iterator[redis.Redis]:
-    c = redis.Redis(host=valkey.redis_host, port=valkey.redis_port)
+    c = connect(valkey)
     yield c
     keys = list(c.scan_iter(f"{PREFIX}*")) + [STOP_KEY, FRESHNESS_STREAM]
     c.delete(*keys)
@@ -49,7 +50,7 @@ def _sent(client: redis.Redis) -> list:
 
 def test_events_keep_their_own_times_or_are_stamped_when_sent(client, valkey):
     rows = _rows(10)
-    out = produce(host=valkey.redis_host, port=valkey.redis_port, transactions=rows,
+    out = produce(address=valkey.redis_address, transactions=rows,
                   rate=float("inf"), duration=None, partitions=2, prefix=PREFIX,
                   progress=False, own_times=True)
     assert out["sent"] == 10
@@ -58,7 +59,7 @@ def test_events_keep_their_own_times_or_are_stamped_when_sent(client, valkey):
     assert {e.customer_id for e in events if int(e.transaction_id) % 2} == {8}
     client.delete(stream_key(0, PREFIX), stream_key(1, PREFIX))
     before = datetime.now(UTC)
-    produce(host=valkey.redis_host, port=valkey.redis_port, transactions=rows, rate=float("inf"),
+    produce(address=valkey.redis_address, transactions=rows, rate=float("inf"),
             duration=None, partitions=2, prefix=PREFIX, progress=False)
     assert all(e.event_time >= before.replace(microsecond=0) for e in _sent(client))
 

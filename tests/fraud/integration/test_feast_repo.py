@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import redis
 
 from rtml.features.online import OnlineReader, load_store, service_feature_names
+from rtml.redis import connect
 from rtml.settings import Settings
 from training.fraud.train import training_frame
 
@@ -81,7 +81,7 @@ def test_one_round_trip_reader_equals_feast_online_read(stack: Settings, tx: pd.
         rows = [{"customer_id": i, "terminal_id": i, "amount": 20.0 + i} for i in ids] + rows
     rows.append({"customer_id": 10**9, "terminal_id": int(sample.terminal_id.iloc[0]),
                  "amount": 12.5})  # a customer the store has never seen
-    ours = reader.read_sync(redis.Redis(host=stack.redis_host, port=stack.redis_port), rows)
+    ours = reader.read_sync(connect(stack), rows)
     feast = store.get_online_features(features=store.get_feature_service(service),
                                       entity_rows=rows).to_df()
     for i, got in enumerate(ours[:-1]):

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pandas as pd
 import pytest
-import redis
 
 from bentos.fraud.service import EXAMPLE_INPUT
 from rtml.features.online import load_store
+from rtml.redis import connect
 from rtml.redis.embedded import start_embedded, stop_embedded
 from rtml.serving.asgi import parse_server_timing
 from rtml.serving.predlog import drain
@@ -201,7 +201,7 @@ def test_every_decision_reaches_the_log_and_the_parquet_drain(client, known, sta
     for tid in ids:
         assert client.post("/score", json={**known, "transaction_id": tid}).status_code == 200
     time.sleep(0.5)  # the log flushes off the request path every 50 ms
-    r = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    r = connect(stack)
     assert drain(r, stream=stack.prediction_stream, out_dir=stack.predictions_dir) >= 3
     logged = pd.read_parquet(stack.predictions_dir)
     rows = logged[logged["transaction_id"].isin(ids)]

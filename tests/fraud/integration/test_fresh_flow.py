@@ -20,6 +20,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from pipelines.fraud.events import DEAD_LETTER_STREAM, TxEvent, encode, stream_key
 from pipelines.fraud.flow import build_flow
 from rtml.features.push import FRESHNESS_STREAM
+from rtml.redis import connect
 from rtml.redis.embedded import start_embedded, stop_embedded
 from rtml.settings import Settings
 from tests.support import flow_harness as h
@@ -83,7 +84,7 @@ def test_backlogged_flow_serves_the_recomputation_and_decays_with_timers(stack: 
 
     Once consumed, and again after tiles have left windows with no new event (timers fired).
     """
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
     parts = stack.stream_partitions
     _clear(client, parts)
     # A 60 s lateness (the default is the longest window) so that some events are too late.
@@ -140,7 +141,7 @@ def test_kill_9_mid_backlog_resumes_from_the_snapshot_exactly_once(stack: Settin
     id (the counter), the malformed event dead-lettered once, and the online values equal the
     recomputation.
     """
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
     parts = stack.stream_partitions
     _clear(client, parts)
     recovery = tmp_path / "recovery"
@@ -212,7 +213,7 @@ def test_kill_9_mid_backlog_resumes_from_the_snapshot_exactly_once(stack: Settin
 def test_two_processes_split_the_partitions_and_equal_the_recomputation(stack: Settings, env,
                                                                         tmp_path):
     """`-i 0/1 -a "a;b"`: two processes, one worker each, both push, values equal the oracle."""
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
     parts = stack.stream_partitions
     _clear(client, parts)
     now = datetime.now(UTC)
@@ -243,7 +244,7 @@ def test_flow_rides_out_a_redis_restart(stack: Settings, env, tmp_path):
     own = Settings(repo_root=stack.repo_root, redis_address=f"localhost:{free_port()}")
     start_embedded(own)
     flow_env = {**env, "RTML_REDIS_ADDRESS": own.redis_address}
-    client = redis.Redis(host=own.redis_host, port=own.redis_port)
+    client = connect(own)
     parts = own.stream_partitions
     now = datetime.now(UTC)
     events = h.backlog(6, now=now, customers=list(range(750_000, 750_040)), partitions=parts)

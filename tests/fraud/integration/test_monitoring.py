@@ -20,6 +20,7 @@ import redis
 
 from rtml.features.online import load_store
 from rtml.monitor.freshness import freshness, view_specs
+from rtml.redis import connect
 from rtml.serving.predlog import drain
 from rtml.settings import Settings
 from tests.support.procs import BIN
@@ -35,7 +36,7 @@ def _monitor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def logged(stack: Settings, fraud_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """OLD payments whose labels are visible, RECENT ones still pending, UNKNOWN made-up ids."""
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
     drain(client, stream=stack.prediction_stream, out_dir=tmp_path_factory.mktemp("other-tests"))
     shutil.rmtree(stack.predictions_dir, ignore_errors=True)
     tx = pd.read_parquet(stack.raw_dir / "transactions.parquet")
@@ -154,7 +155,7 @@ def test_freshness_fails_when_the_stream_stops_and_passes_when_it_writes(stack: 
                                                                          tmp_path: Path):
     store = load_store(stack)
     specs = view_specs(store, "fraud_model_v2", stream_max_age_s=60, batch_grace_h=6)
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
 
     def check() -> dict[str, str]:
         section = _online_freshness(store, specs, client, tmp_path)
@@ -185,7 +186,7 @@ def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, 
 
     store = load_store(stack)
     specs = view_specs(store, "fraud_model_v2", stream_max_age_s=3, batch_grace_h=6)
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
 
     def streamed_status() -> dict[str, str]:
         views = _online_freshness(store, specs, client, tmp_path).figures["views"]
@@ -200,7 +201,7 @@ def test_freshness_check_fails_once_the_real_stream_is_stopped(stack: Settings, 
         while (running := streamed_status()) != {"customer_fresh": "fresh",
                                                  "terminal_fresh": "fresh"}:
             assert time.monotonic() < deadline and sent < len(tx), running
-            produce(host=stack.redis_host, port=stack.redis_port,
+            produce(address=stack.redis_address,
                     transactions=tx.iloc[sent:sent + 5], rate=1000, duration=None,
                     partitions=stack.stream_partitions, progress=False)
             sent += 5
@@ -218,7 +219,7 @@ def test_a_stream_stopped_on_purpose_is_reported_stopped_until_a_flow_writes_aga
 
     store = load_store(stack)
     specs = view_specs(store, "fraud_model_v2", stream_max_age_s=3, batch_grace_h=6)
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
 
     def check() -> tuple[dict[str, str], list[str], list[str]]:
         section = _online_freshness(store, specs, client, tmp_path)

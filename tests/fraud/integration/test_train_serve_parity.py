@@ -21,13 +21,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-import redis
 from feast.data_source import PushMode
 
 from pipelines.fraud.events import stream_key
 from pipelines.fraud.windows import write_backfill
 from rtml.features.online import load_store
 from rtml.features.push import FRESHNESS_STREAM
+from rtml.redis import connect
 from rtml.settings import Settings
 from tests.support import flow_harness as h
 from training.fraud.train import point_in_time_features
@@ -96,7 +96,7 @@ def _training_repo(stack: Settings, tmp: Path, transactions: pd.DataFrame, until
 
 def test_training_features_equal_what_the_service_reads(stack_v2: Settings, env_v2, fraud_v2_url,
                                                         tmp_path):
-    client = redis.Redis(host=stack_v2.redis_host, port=stack_v2.redis_port)
+    client = connect(stack_v2)
     parts = stack_v2.stream_partitions
     client.delete(*[stream_key(i) for i in range(parts)], FRESHNESS_STREAM)
     raw = pd.read_parquet(stack_v2.raw_dir / "transactions.parquet")

@@ -5,10 +5,9 @@ A new Redis is loaded in full by `rtml materialize` and gets a recovery store of
 
 from __future__ import annotations
 
-import redis
-
 from rtml.cli import stream_command
 from rtml.features.online import load_store
+from rtml.redis import connect
 from rtml.redis.embedded import start_embedded, stop_embedded
 from rtml.settings import Settings
 from tests.support.procs import BIN, free_port, run
@@ -58,7 +57,7 @@ def test_each_online_store_gets_its_own_stream_recovery(stack: Settings, tmp_pat
 
         a, b, a_again = recovery(mine), recovery(other), recovery(mine)
         assert a == a_again and a != b
-        sid = redis.Redis(host=other.redis_host, port=other.redis_port).get("rtml:store:id")
+        sid = connect(other).get("rtml:store:id")
         assert b.endswith(sid.decode())
         assert (tmp_path / ".rtml" / "recovery").is_dir()
     finally:

@@ -11,6 +11,7 @@ from feast.data_source import PushMode
 
 from rtml.features.online import load_store
 from rtml.features.writer import FeastRedisWriter
+from rtml.redis import connect
 from rtml.settings import Settings
 
 CUSTOMER_VALUES = {"cust_tx_count_10m": 3, "cust_amount_sum_10m": 151.25,
@@ -22,7 +23,7 @@ T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 @pytest.fixture
 def parts(stack: Settings):
     store = load_store(stack)
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
     return store, client, FeastRedisWriter(store, client)
 
 

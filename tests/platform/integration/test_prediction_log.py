@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import redis
-import redis.asyncio as aioredis
 
+from rtml.redis import connect, connect_async
 from rtml.serving.predlog import GROUP, PredictionLog
 from rtml.settings import Settings
 from tests.support.procs import BIN, run
@@ -31,7 +30,7 @@ def _log_rows(settings: Settings) -> list[str]:
     ids = [f"req-{i:06d}" for i in range(ROWS)]
 
     async def write() -> None:
-        client = aioredis.Redis(host=settings.redis_host, port=settings.redis_port)
+        client = connect_async(settings)
         log = PredictionLog(client=client, stream=STREAM, maxlen=10 * ROWS, flush_ms=50,
                             buffer_max=ROWS)
         for i, rid in enumerate(ids):
@@ -59,7 +58,7 @@ def _parts(out: Path) -> list[Path]:
 
 def test_a_drain_killed_mid_way_then_rerun_writes_every_row_exactly_once(
         stack: Settings, env: dict[str, str], tmp_path: Path):
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port)
+    client = connect(stack)
     client.delete(STREAM)
     ids = _log_rows(stack)
     assert client.xlen(STREAM) == ROWS

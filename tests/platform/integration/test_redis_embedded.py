@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import redis
-
+from rtml.redis import connect
 from rtml.redis.embedded import embedded_pid, ensure_redis, ping, stop_embedded
 from rtml.settings import Settings
 from tests.support.procs import free_port
@@ -16,7 +15,7 @@ def test_nothing_on_a_local_address_starts_embedded_valkey_there(tmp_path):
         status = ensure_redis(settings, say=said.append)
         assert status.embedded and status.started_now
         assert len(said) == 1 and settings.redis_address in said[0]
-        client = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+        client = connect(settings)
         client.set("k", "v")
         # Data lives under the project folder and the server outlives this call.
         assert (tmp_path / ".rtml" / f"valkey-{settings.redis_port}").is_dir()
@@ -33,10 +32,10 @@ def test_embedded_data_survives_a_restart(tmp_path):
     settings = Settings(repo_root=tmp_path, redis_address=f"localhost:{free_port()}")
     try:
         ensure_redis(settings, say=lambda _: None)
-        redis.Redis(host=settings.redis_host, port=settings.redis_port).set("feature", "42")
+        connect(settings).set("feature", "42")
         stop_embedded(settings)
         ensure_redis(settings, say=lambda _: None)
-        assert redis.Redis(host=settings.redis_host, port=settings.redis_port).get(
+        assert connect(settings).get(
             "feature") == b"42"
     finally:
         stop_embedded(settings)

@@ -21,6 +21,7 @@ import redis
 
 from pipelines.fraud.events import decode, partition_of, stream_key
 from pipelines.fraud.produce import produce
+from rtml.redis import connect
 from rtml.redis.embedded import start_embedded, stop_embedded
 from rtml.settings import Settings
 from rtml.streams.source import RedisStreamPartition, RedisStreamSource, dead_letter
@@ -39,7 +40,7 @@ def server(valkey: Settings) -> tuple[str, int]:
 def shared(server: tuple[str, int]) -> Iterator[redis.Redis]:
     """A client of the session's Valkey."""
     host, port = server
-    client = redis.Redis(host=host, port=port, decode_responses=True)
+    client = connect(address=f"{host}:{port}", decode_responses=True)
     yield client
     client.close()
 
@@ -97,13 +98,13 @@ def test_source_yields_every_produced_event_in_order_per_partition(server: tuple
     host, port = server
     n, partitions = 6000, 3
     tx = transactions(n)
-    out = produce(host=host, port=port, transactions=tx, rate=1e9, duration=None,
+    out = produce(address=f"{host}:{port}", transactions=tx, rate=1e9, duration=None,
                   partitions=partitions, prefix=prefix, progress=False)
     assert out["sent"] == n
     assert out["achieved_rate"] > 0
 
     streams = [stream_key(i, prefix) for i in range(partitions)]
-    source = RedisStreamSource(host=host, port=port, streams=streams, batch_size=500)
+    source = RedisStreamSource(address=f"{host}:{port}", streams=streams, batch_size=500)
     assert source.list_parts() == streams
     total = 0
     for i, key in enumerate(streams):
@@ -122,7 +123,7 @@ def test_source_yields_every_produced_event_in_order_per_partition(server: tuple
 
 def test_empty_stream_returns_at_once_and_schedules_a_wake_up(server: tuple[str, int], prefix: str):
     host, port = server
-    source = RedisStreamSource(host=host, port=port, streams=[stream_key(0, prefix)],
+    source = RedisStreamSource(address=f"{host}:{port}", streams=[stream_key(0, prefix)],
                                idle_wait=timedelta(milliseconds=50))
     part = source.build_part("input", stream_key(0, prefix), None)
     result: list = []
@@ -143,7 +144,7 @@ def test_dollar_start_reads_only_new_entries(server: tuple[str, int], shared: re
     host, port = server
     key = stream_key(0, prefix)
     shared.xadd(key, {"old": "1"})
-    part = RedisStreamSource(host=host, port=port, streams=[key], start_id="$").build_part(
+    part = RedisStreamSource(address=f"{host}:{port}", streams=[key], start_id="$").build_part(
         "input", key, None)
     assert part.next_batch() == []
     new_id = shared.xadd(key, {"new": "1"})
@@ -155,10 +156,10 @@ def test_resume_after_snapshot_yields_exactly_the_rest(server: tuple[str, int], 
     host, port = server
     n = 1000
     tx = transactions(n)
-    produce(host=host, port=port, transactions=tx, rate=1e9, duration=None, partitions=1,
+    produce(address=f"{host}:{port}", transactions=tx, rate=1e9, duration=None, partitions=1,
             prefix=prefix, progress=False)
     key = stream_key(0, prefix)
-    source = RedisStreamSource(host=host, port=port, streams=[key], batch_size=100)
+    source = RedisStreamSource(address=f"{host}:{port}", streams=[key], batch_size=100)
     first = source.build_part("input", key, None)
     head: list = []
     while len(head) < n // 2:
@@ -181,10 +182,10 @@ def test_survives_a_redis_restart_and_delivers_everything(tmp_path: Path,
     try:
         n = 3000
         tx = transactions(n)
-        produce(host=settings.redis_host, port=settings.redis_port, transactions=tx, rate=1e9,
+        produce(address=settings.redis_address, transactions=tx, rate=1e9,
                 duration=None, partitions=1, prefix="rtml:tx", progress=False)
         key = stream_key(0, "rtml:tx")
-        part = RedisStreamSource(host=settings.redis_host, port=settings.redis_port,
+        part = RedisStreamSource(address=settings.redis_address,
                                  streams=[key], batch_size=500).build_part("input", key, None)
         got = list(part.next_batch())
         assert len(got) == 500
@@ -219,7 +220,7 @@ def test_survives_a_redis_restart_and_delivers_everything(tmp_path: Path,
 
 def test_streams_are_capped(server: tuple[str, int], shared: redis.Redis, prefix: str):
     host, port = server
-    out = produce(host=host, port=port, transactions=transactions(5000), rate=1e9,
+    out = produce(address=f"{host}:{port}", transactions=transactions(5000), rate=1e9,
                   duration=None, partitions=1, prefix=prefix, maxlen=1000, progress=False)
     assert out["sent"] == 5000
     assert 1000 <= shared.xlen(stream_key(0, prefix)) < 2000
@@ -228,7 +229,7 @@ def test_streams_are_capped(server: tuple[str, int], shared: redis.Redis, prefix
 def test_producer_paces_open_loop(server: tuple[str, int], prefix: str):
     host, port = server
     rate, duration = 2000.0, 0.5
-    out = produce(host=host, port=port, transactions=transactions(10_000), rate=rate,
+    out = produce(address=f"{host}:{port}", transactions=transactions(10_000), rate=rate,
                   duration=duration, partitions=2, prefix=prefix, progress=False)
     # Event i is due at i/rate: within `duration` at most rate*duration + 1 are ever due.
     assert 0 < out["sent"] <= rate * duration + 1
