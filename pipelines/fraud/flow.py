@@ -25,7 +25,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
-from pipelines.fraud.events import BadEventError, TxEvent, decode
+from pipelines.fraud.events import DEAD_LETTER_STREAM, BadEventError, TxEvent, decode
 from pipelines.fraud.windows import (
     Frozen,
     WindowState,
@@ -138,8 +138,8 @@ class _DeadLetterPartition(StatelessSinkPartition[BadEntry]):
     def write_batch(self, items: list[BadEntry]) -> None:
         for fields, reason, entry_id in items:
             until_answers(
-                lambda f=fields, r=reason, i=entry_id: dead_letter(self.client, f, r,
-                                                                   source_id=i),
+                lambda f=fields, r=reason, i=entry_id: dead_letter(
+                    self.client, f, r, stream=DEAD_LETTER_STREAM, source_id=i),
                 "dead letter")
 
 

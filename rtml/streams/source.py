@@ -18,7 +18,6 @@ from typing import Any
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from pipelines.fraud.events import DEAD_LETTER_STREAM
 from rtml.redis import connect
 from rtml.settings import Settings
 
@@ -136,7 +135,7 @@ DEAD_LETTER_MEMORY_S = 7 * 24 * 3600
 
 
 def dead_letter(client: redis.Redis, fields: dict, reason: str, *,
-                stream: str = DEAD_LETTER_STREAM, maxlen: int = 100_000,
+                stream: str, maxlen: int = 100_000,
                 source_id: str | None = None) -> bool:
     """XADD a refused event's original fields plus `reason` and `failed_at` (capped stream).
 

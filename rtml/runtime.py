@@ -1,0 +1,1 @@
+"""Process groups, readiness waits and flow launch: what the CLI, demo and tests start."""
