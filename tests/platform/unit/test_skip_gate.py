@@ -110,8 +110,8 @@ def test_the_committed_allow_list_allows_only_the_gpu_test(tmp_path: Path):
     junit = _pytest(tmp_path, SAMPLE.replace("def test_gpu", "def test_gpu_booster_matches_cpu"))
     committed = GATE.with_name("allowed-skips.txt")
     out = _gate(junit, committed)
-    assert out.returncode == 1  # the sample's module is not tests.unit.test_fraud_backends
+    assert out.returncode == 1  # the sample's module is not tests.fraud.unit.test_fraud_backends
     assert "test_sample::test_gpu_booster_matches_cpu | no CUDA GPU" in out.stderr
     lines = [ln for ln in committed.read_text().splitlines() if ln and not ln.startswith("#")]
-    assert lines == ["tests.unit.test_fraud_backends::test_gpu_booster_matches_cpu | "
+    assert lines == ["tests.fraud.unit.test_fraud_backends::test_gpu_booster_matches_cpu | "
                      "no CUDA GPU visible to XGBoost"]
