@@ -24,6 +24,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from rtml.redis import parse_address
 from rtml.settings import Settings
 
 
@@ -31,10 +32,31 @@ def load_store(settings: Settings) -> FeatureStore:
     """The Feast store of `settings.repo_root`, pointed at the configured Redis."""
     root = Path(settings.repo_root)
     raw = yaml.safe_load((root / "feature_store.yaml").read_text())
-    raw["online_store"]["connection_string"] = settings.redis_address
+    raw["online_store"].update(feast_online_store(settings))
     config = RepoConfig(**raw)
     config.repo_path = root
     return FeatureStore(repo_path=str(root), config=config)
+
+
+def feast_online_store(settings: Settings) -> dict[str, str]:
+    """The `online_store` keys that point Feast at the configured Redis, single node or cluster.
+
+    Feast's Redis store takes a cluster as `redis_type: redis_cluster` with the seed nodes in its
+    own connection-string syntax (`h:p,h:p[,ssl=true,password=…]`); it knows no
+    `redis+cluster://` scheme and would otherwise open a single-node client on the first node,
+    which answers MOVED for two thirds of the keys. A single address is passed on unchanged.
+    """
+    where = parse_address(settings.redis_address)
+    if not where.cluster:
+        return {"connection_string": settings.redis_address}
+    parts = [f"{host}:{port}" for host, port in where.nodes]
+    if where.tls or settings.redis_tls:
+        parts.append("ssl=true")
+    if settings.redis_username:
+        parts.append(f"username={settings.redis_username}")
+    if settings.redis_password is not None:
+        parts.append(f"password={settings.redis_password.get_secret_value()}")
+    return {"redis_type": "redis_cluster", "connection_string": ",".join(parts)}
 
 
 def apply_repo(settings: Settings) -> None:
