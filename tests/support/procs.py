@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rtml.demo import stop_group
+from rtml.runtime import stop_group
 from rtml.settings import REPO_ROOT
 
 BIN = Path(sys.executable).parent
