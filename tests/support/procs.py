@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rtml.runtime import stop_group
+from rtml.cli.scenarios import FRAUD
+from rtml.runtime import serve_command, stop_group
 from rtml.settings import REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -51,8 +52,7 @@ def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
     log = Path(env["RTML_REPO_ROOT"]) / f"serve-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "bentoml"), "serve", "bentos.fraud.service:FraudService", "--port",
-             str(port), "--host", "127.0.0.1"],
+            serve_command(FRAUD.service, port=port),
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
