@@ -150,6 +150,9 @@ def main() -> int:
                    help="log: entries to write (default 1.2 x the cap)")
     p.add_argument("--predictions", type=int, default=1_000_000, help="monitor: rows")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
+    p.add_argument("--service", default="bentos.fraud.service:FraudService",
+                   help="log/monitor: the BentoML service that writes the real entries "
+                        "(these claims are the fraud scenario's)")
     a = p.parse_args()
     settings = Settings()
     which = ["writer", "log", "monitor"] if a.which == "all" else [a.which]
@@ -160,7 +163,7 @@ def main() -> int:
             if name == "writer":
                 out = writer(settings, rows=a.rows, batch=a.batch, repeat=a.repeat)
             else:
-                real = real or claims_log.real_entries(settings, a.real)
+                real = real or claims_log.real_entries(settings, a.real, service=a.service)
                 out = (claims_log.log_memory(settings, real, entries=a.entries) if name == "log"
                        else claims_log.monitor_run(settings, real, rows=a.predictions))
         print(name, {k: v for k, v in out.items() if not isinstance(v, list | dict)})

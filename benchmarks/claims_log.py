@@ -31,11 +31,11 @@ from rtml.settings import Settings
 CHUNK = 50_000  # rows per parquet part, as `rtml log drain` reads them
 
 
-def real_entries(settings: Settings, n: int) -> list[dict[str, str]]:
+def real_entries(settings: Settings, n: int, *, service: str) -> list[dict[str, str]]:
     """`n` log entries written by a real `bentoml serve` to a stream of its own (then removed)."""
     stream = f"rtml:predictions:claims-{os.getpid()}"
     env = {"RTML_PREDICTION_STREAM": stream}
-    with servers.rtml_server(settings, port=free_port(), env=env) as url:
+    with servers.rtml_server(settings, service=service, port=free_port(), env=env) as url:
         asyncio.run(run_load(url, sample_requests(settings, n, seed=7), rate=200.0,
                              label="real log entries"))
         time.sleep(1.0)  # the log flushes every RTML_PREDICTION_LOG_FLUSH_MS

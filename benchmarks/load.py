@@ -257,10 +257,11 @@ def table(rows: list[dict[str, Any]], *, first: str = "rate (rps)") -> str:
 
 def main(settings: Settings, *, url: str, duration: float, rates: list[float],
          skew: float = DEFAULT_SKEW, out_dir: Path = RESULTS,
-         hist: Path | None = DOCS_IMG / "latency-hist.png") -> int:
+         hist: Path | None = DOCS_IMG / "latency-hist.png", service: str = "") -> int:
     """Run each rate for `duration` seconds after a warm-up; write results; print the table.
 
-    Uses the service answering at `url`, or starts `bentoml serve` (and stops it) when none does.
+    Uses the service answering at `url`, or starts `bentoml serve <service>` (and stops it) when
+    none does (`service`: the scenario's, from the registry).
     """
     import contextlib
 
@@ -274,7 +275,10 @@ def main(settings: Settings, *, url: str, duration: float, rates: list[float],
         if servers.answers(url):
             rec.add_port(int(url.rsplit(":", 1)[1].split("/")[0]))
         else:
-            url = stack.enter_context(servers.rtml_server(settings, port=servers.Ports().take()))
+            if not service:
+                raise servers.ServerError(f"nothing answers at {url} and no service to start")
+            url = stack.enter_context(servers.rtml_server(settings, service=service,
+                                                          port=servers.Ports().take()))
             started = True
             print(f"  rtml: nothing answered at the given --url; started bentoml serve at {url}")
         asyncio.run(run_load(url, sample_requests(settings, 200, seed=99, skew=skew), rate=100,

@@ -129,7 +129,7 @@ def batch_size_metrics(url: str) -> list[str]:
 @contextlib.contextmanager
 def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
              batching: bool | None, dsn: str, rec: Recorder, server: dict[str, Any],
-             stock_mode: str) -> Iterator[str]:
+             stock_mode: str, service: str) -> Iterator[str]:
     if target != "rtml":  # naive or stock, started as in the side-by-side run
         table = prepare_naive(settings, dsn) if target == "naive" else ""
         name = f"stock-{stock_mode}" if target == "stock" else target
@@ -144,18 +144,20 @@ def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
         return
     env = None if batching is None else {"RTML_BATCHING": str(batching).lower()}
     server.update(reused=None, env_overrides=env or {})
-    with servers.rtml_server(settings, port=ports.take(), env=env) as u:
+    with servers.rtml_server(settings, service=service, port=ports.take(), env=env) as u:
         yield u
 
 
 def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
         batch_start: float, factor: float, step_s: float, batch: int, url: str,
         compare_batching: bool, port_base: int = 0, out_dir: Path = RESULTS,
-        target: str = "rtml", dsn: str = DEFAULT_DSN, stock_mode: str = "pandas") -> int:
+        target: str = "rtml", dsn: str = DEFAULT_DSN, stock_mode: str = "pandas",
+        service: str = "") -> int:
     """Saturation per path (and per batching setting); print tables; write the results JSON.
 
     `target` naive or stock measures those comparison services' /score instead (their per-core
     figure counts only their own process, not Postgres or `feast serve`: compare scored tx/s).
+    `service`: the scenario's BentoML service, started for rtml when none answers at `url`.
     """
     if target not in ("rtml", "naive", "stock"):
         raise ValueError(f"--target {target!r}: one of rtml, naive, stock")
@@ -171,7 +173,8 @@ def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
     for batching in modes:
         server: dict[str, Any] = {}
         with _service(settings, target=target, url=url, ports=ports, batching=batching,
-                      dsn=dsn, rec=rec, server=server, stock_mode=stock_mode) as u:
+                      dsn=dsn, rec=rec, server=server, stock_mode=stock_mode,
+                      service=service) as u:
             for path in paths:
                 first = batch_start if path.endswith("_batch") else start
                 res = find_saturation(settings, u, path=path, batch=batch, start=first,

@@ -7,9 +7,7 @@ stock apps); a context manager stops the whole group, workers included, whatever
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.stock_odfv import feast_yaml_for
-from rtml.demo import stop_group, wait_ready
+from rtml import runtime
 from rtml.settings import REPO_ROOT, Settings
 
 BIN = Path(sys.executable).parent
@@ -55,24 +53,20 @@ def answers(url: str) -> bool:
 def process(name: str, cmd: list[str], *, ready_url: str, log: Path,
             env: dict[str, str] | None = None, timeout_s: float = 120.0) -> Iterator[str]:
     """Run `cmd` until `ready_url` answers 200; yield; stop the group."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **(env or {})})
-    try:
-        wait_ready(proc, ready_url, timeout_s=timeout_s, name=name, log=log, error=ServerError)
+    with runtime.process(name, cmd, ready_url=ready_url, log=log, cwd=REPO_ROOT, env=env,
+                         timeout_s=timeout_s, error=ServerError):
         yield ready_url
-    finally:
-        stop_group(proc)
 
 
 @contextlib.contextmanager
-def rtml_server(settings: Settings, *, port: int, env: dict[str, str] | None = None
-                ) -> Iterator[str]:
-    """`bentoml serve` the fraud service on `port` (`env` overrides, e.g. RTML_BATCHING)."""
+def rtml_server(settings: Settings, *, service: str, port: int,
+                env: dict[str, str] | None = None) -> Iterator[str]:
+    """`bentoml serve` a scenario's service on `port` (`env` overrides, e.g. RTML_BATCHING).
+
+    `service` is the registry's `Scenario.service` (the fraud service for every benchmark here).
+    """
     url = f"http://127.0.0.1:{port}"
-    cmd = [str(BIN / "bentoml"), "serve", "bentos.fraud.service:FraudService", "--port",
-           str(port), "--host", "127.0.0.1"]
+    cmd = runtime.serve_command(service, port=port)
     tag = "-".join(f"{k}={v}" for k, v in (env or {}).items())
     with process("rtml (bentoml serve)", cmd, ready_url=f"{url}/readyz", env=env,
                  log=settings.state_dir / "bench" / f"rtml-{port}{tag and '-' + tag}.log"):

@@ -117,10 +117,11 @@ def url_port(url: str) -> int:
 @contextlib.contextmanager
 def target_server(name: str, settings: Settings, *, url: str, ports: servers.Ports, dsn: str,
                   table: str, rec: Recorder | None = None,
-                  server: dict[str, Any] | None = None) -> Iterator[str]:
+                  server: dict[str, Any] | None = None, service: str = "") -> Iterator[str]:
     """The URL of target `name`, its servers started for the block (rtml: reused at `url`).
 
     `name` is naive, rtml or stock-<mode>. `server` receives how the target was set up.
+    `service`: the BentoML service rtml starts (the scenario's, from the registry).
     """
     server = {} if server is None else server
     if name == "naive":
@@ -141,7 +142,9 @@ def target_server(name: str, settings: Settings, *, url: str, ports: servers.Por
         yield url
     else:
         server.update(reused=None, started="bentoml serve with this environment's settings")
-        with servers.rtml_server(settings, port=ports.take()) as u:
+        if not service:
+            raise ValueError("target rtml: no service to start (pass the scenario's service)")
+        with servers.rtml_server(settings, service=service, port=ports.take()) as u:
             yield u
 
 
@@ -162,8 +165,11 @@ def expand(targets: list[str], stock_modes: list[str]) -> list[str]:
 def run(settings: Settings, *, targets: list[str], rate: float, duration: float,
         url: str = "http://127.0.0.1:3000", skew: float = DEFAULT_SKEW, dsn: str = DEFAULT_DSN,
         port_base: int = 0, out_dir: Path = RESULTS, hist: Path | None = DOCS_HIST,
-        warmup_s: float = 2.0, stock_modes: tuple[str, ...] = MODES) -> int:
-    """Each target in turn; the tables, the ratios, results JSON and histogram. Exit status."""
+        warmup_s: float = 2.0, stock_modes: tuple[str, ...] = MODES, service: str = "") -> int:
+    """Each target in turn; the tables, the ratios, results JSON and histogram. Exit status.
+
+    `service`: the BentoML service of the scenario, started for rtml when none answers at `url`.
+    """
     names = expand(targets, list(stock_modes))
     table_ = prepare_naive(settings, dsn) if "naive" in names else ""
     port = pg_port(dsn) if "naive" in names else None
@@ -183,7 +189,7 @@ def run(settings: Settings, *, targets: list[str], rate: float, duration: float,
             continue
         server: dict[str, Any] = {}
         with target_server(name, settings, url=url, ports=ports, dsn=dsn, table=table_,
-                           rec=rec, server=server) as u:
+                           rec=rec, server=server, service=service) as u:
             asyncio.run(run_load(u, warm, rate=rate, progress=False))
             with rec.window(name):
                 rows[name] = asyncio.run(run_load(u, reqs, rate=rate,

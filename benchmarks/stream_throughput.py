@@ -45,9 +45,9 @@ import redis
 from benchmarks.record import RESULTS, Recorder
 from pipelines.fraud.events import TxEvent, encode, partition_of, stream_key
 from pipelines.fraud.produce import produce
-from rtml.cli import stream_command
 from rtml.features.push import FRESHNESS_STREAM, LAG_BUCKETS_MS
 from rtml.redis import connect
+from rtml.runtime import flow_command
 from rtml.settings import Settings
 
 
@@ -190,6 +190,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30, help="latency phase seconds")
     parser.add_argument("--customers", type=int, default=100_000, help="memory phase")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--flow", default="pipelines.fraud.flow:get_flow()",
+                        help="the Bytewax flow (these events are the fraud scenario's)")
     args = parser.parse_args()
     s = Settings()
     rec = Recorder("stream", s, model=False)
@@ -209,7 +211,7 @@ def main() -> int:
                        duration=None, partitions=s.stream_partitions, progress=True)
 
     t_start = time.perf_counter()
-    proc = subprocess.Popen(stream_command(s), cwd=s.repo_root, start_new_session=True,
+    proc = subprocess.Popen(flow_command(s, args.flow), cwd=s.repo_root, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result: dict = {"writer": s.stream_writer, "snapshot_s": s.stream_snapshot_s,
                     "partitions": s.stream_partitions, "workers": 1}

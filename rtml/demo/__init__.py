@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,46 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from rtml.redis import connect
 from rtml.redis.embedded import RedisUnavailableError, ensure_redis
+from rtml.runtime import bentoml_serve, flow_command, start_group, stop_group
+from rtml.scenarios import Scenario
 from rtml.settings import Settings
-
-
-def stop_group(proc: subprocess.Popen, *, timeout_s: float = 15.0) -> None:
-    """SIGTERM a child's whole process group (workers included); SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def wait_ready(proc: subprocess.Popen, ready_url: str, *, timeout_s: float, name: str,
-               log: Path, refused: bool = False, error: type[Exception] = RuntimeError) -> None:
-    """Poll `ready_url` until it answers 200; `error` if `proc` exits or time runs out.
-
-    `refused`: a 503 whose body names a `reason` (the fraud service's /readyz) is final, so
-    say it at once instead of waiting out the timeout.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            raise error(f"{name} exited ({proc.returncode}) before answering; log: {log}\n{tail}")
-        with contextlib.suppress(httpx.HTTPError):
-            r = httpx.get(ready_url, timeout=1.0)
-            if r.status_code == 200:
-                return
-            if refused and r.status_code == 503 and "reason" in r.text:
-                raise error(f"{name} not ready: {r.json()['reason']}")
-        if time.monotonic() > deadline:
-            raise error(f"{name}: no answer on {ready_url} in {timeout_s:.0f}s; log: {log}")
-        time.sleep(0.25)
 
 
 def _step(name: str) -> float:
@@ -67,36 +29,13 @@ def _done(t0: float, what: str = "") -> None:
 
 
 @contextlib.contextmanager
-def bentoml_serve(settings: Settings, *, port: int, log_path: Path,
-                  ready_timeout_s: float = 120.0) -> Iterator[str]:
-    """`bentoml serve` the fraud service in its own process group; stop it on exit."""
-    url = f"http://127.0.0.1:{port}"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    bentoml = str(Path(sys.executable).with_name("bentoml"))
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [bentoml, "serve", "bentos.fraud.service:FraudService", "--port", str(port),
-             "--host", "127.0.0.1"],
-            cwd=settings.repo_root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "RTML_REDIS_ADDRESS": settings.redis_address},
-        )
-    try:
-        wait_ready(proc, f"{url}/readyz", timeout_s=ready_timeout_s, name="bentoml serve",
-                   log=log_path, refused=True)
-        yield url
-    finally:
-        stop_group(proc)
-
-
-@contextlib.contextmanager
-def stream_flow(settings: Settings, *, log_path: Path) -> Iterator[None]:
-    """The fresh-features Bytewax flow in its own process group, from a clean slate.
+def stream_flow(settings: Settings, flow: str, *, log_path: Path) -> Iterator[None]:
+    """A scenario's Bytewax flow in its own process group, from a clean slate.
 
     Stopping it on exit is recorded as a clean stop (`rtml.streams.stop`) when it was still
     running, so the monitor reports the stream as stopped on purpose rather than dead.
     """
     from pipelines.fraud.events import stream_key
-    from rtml.cli import stream_command
     from rtml.features.push import FRESHNESS_STREAM
     from rtml.streams.stop import clear_clean_stop, record_clean_stop
 
@@ -104,11 +43,9 @@ def stream_flow(settings: Settings, *, log_path: Path) -> Iterator[None]:
     client.delete(*[stream_key(i) for i in range(settings.stream_partitions)], FRESHNESS_STREAM)
     clear_clean_stop(client)
     shutil.rmtree(settings.state_dir / "recovery", ignore_errors=True)
-    cmd = stream_command(settings)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=settings.repo_root, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                env={**os.environ, "RTML_REDIS_ADDRESS": settings.redis_address})
+    cmd = flow_command(settings, flow)
+    proc = start_group(cmd, log=log_path, cwd=settings.repo_root,
+                       env={"RTML_REDIS_ADDRESS": settings.redis_address})
     try:
         yield
     finally:
@@ -156,9 +93,12 @@ def clear_online_store(client: Any, project: str) -> int:
     return deleted
 
 
-def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, replay: int,
-             port: int, stream: bool = True, drift_amount: float = 1.0) -> int:
-    """Every stage in order; returns the exit status.
+def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: int,
+             terminals: int, replay: int, port: int, stream: bool = True,
+             drift_amount: float = 1.0) -> int:
+    """Every stage of the fraud scenario in order; returns the exit status.
+
+    `scenario` names the service and the flow to start (the registry's fraud entry).
 
     The order is production's (`rtml.demo.plan`): history up to now, the nightly snapshot, the
     stream catching up on today's payments with their own times, then the next payments scored
@@ -241,10 +181,10 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
     # this model's traffic).
     client.delete(settings.prediction_stream)
     shutil.rmtree(settings.predictions_dir, ignore_errors=True)
-    flow = (stream_flow(settings, log_path=settings.state_dir / "demo-stream.log") if stream
-            else contextlib.nullcontext())
-    with flow, bentoml_serve(settings, port=port,
-                             log_path=settings.state_dir / "demo-serve.log") as url:
+    flow = (stream_flow(settings, scenario.flow, log_path=settings.state_dir / "demo-stream.log")
+            if stream and scenario.flow else contextlib.nullcontext())
+    with flow, bentoml_serve(settings, scenario.service, port=port,
+                             log=settings.state_dir / "demo-serve.log") as url:
         print(f"   serving on {url}")
         at = datetime.now(UTC)
         streamed, upcoming = replay_split(data.transactions, at=at, scored=replay)
@@ -289,7 +229,8 @@ def run_demo(settings: Settings, *, days: int, customers: int, terminals: int, r
         print(f"   stream:    stopped with the service at {stopped:%H:%M:%S} UTC (recorded: the "
               "monitor reports it as stopped, not dead)")
     print(f"   metrics:   {settings.artifacts_dir / 'fraud' / 'metrics.json'}")
-    print("   monitor:   rtml monitor run --model fraud  (then open reports/index.html)")
+    print(f"   monitor:   rtml monitor run --model {scenario.name}  (then open "
+          "reports/index.html)")
     print(f"   total:     {time.perf_counter() - started:.0f}s")
     return 0 if not summary["errors"] else 1
 

@@ -9,6 +9,7 @@ are decoded only for a seeded random sample, which is what drift and quality rep
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-LIGHT = ["transaction_id", "logged_at", "event_timestamp", "amount", "score", "decision",
-         "fallback", "fallback_reason", "model_version", "features_ms", "model_ms", "total_ms"]
+# Every service's log has these (`rtml.serving.predlog`); a scenario adds its own columns (its
+# request id, an amount...) through its monitor spec.
+LIGHT = ["logged_at", "event_timestamp", "score", "decision", "fallback", "fallback_reason",
+         "model_version", "features_ms", "model_ms", "total_ms"]
+NUMERIC = ["score", "features_ms", "model_ms", "total_ms"]
 HEAVY = ["features", "feature_event_times"]
 # Fallbacks caused by something broken (not by load): these count as errors.
 ERROR_REASONS = ("feature_store_unavailable", "model_error", "model_unavailable")
@@ -65,23 +69,28 @@ def _decode(values: list[str | None]) -> list[dict[str, Any]]:
     return [json.loads(v) if v else {} for v in values]
 
 
-def load_log(predictions_dir: Path, *, since: datetime, sample_rows: int, seed: int = 0
-             ) -> LogData:
-    """Predictions logged at or after `since`; JSON columns decoded for <= `sample_rows` rows."""
+def load_log(predictions_dir: Path, *, since: datetime, sample_rows: int, seed: int = 0,
+             columns: Sequence[str] = (), numeric: Sequence[str] = ()) -> LogData:
+    """Predictions logged at or after `since`; JSON columns decoded for <= `sample_rows` rows.
+
+    `columns`: the scenario's own light columns (kept for every row, None where a batch lacks
+    one); `numeric`: those of them read as numbers.
+    """
     dataset = _dataset(predictions_dir)
     names = set(dataset.schema.names)
-    cols = [c for c in LIGHT + HEAVY if c in names]
+    light = [*columns, *(c for c in LIGHT if c not in columns)]
+    cols = [c for c in light + HEAVY if c in names]
     table = dataset.to_table(columns=cols,
                              filter=ds.field("logged_at") >= pa.scalar(pd.Timestamp(since)))
     total = table.num_rows
     if total == 0:
         raise NoPredictionsError(f"no predictions logged since {since.isoformat()} under "
                                  f"{predictions_dir}")
-    rows = table.select([c for c in LIGHT if c in names]).to_pandas()
-    for col in LIGHT:
+    rows = table.select([c for c in light if c in names]).to_pandas()
+    for col in light:
         if col not in rows:
             rows[col] = None
-    for col in ("score", "amount", "features_ms", "model_ms", "total_ms"):
+    for col in [*numeric, *NUMERIC]:
         rows[col] = pd.to_numeric(rows[col], errors="coerce")
     rows["logged_at"] = pd.to_datetime(rows["logged_at"], utc=True)
     rows = _flags(rows)

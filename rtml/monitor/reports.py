@@ -140,15 +140,18 @@ def _quality(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, fl
 
 
 def quality(*, labelled: pd.DataFrame, reference: pd.DataFrame, threshold: float,
-            max_drop: float, min_labels: int, out_dir: Path, min_positives: int = 5) -> Section:
-    """Precision, recall (at the review threshold) and PR-AUC on labelled predictions, by day.
+            reference_label: str, max_drop: float, min_labels: int, out_dir: Path,
+            min_positives: int = 5, positives: str = "positives") -> Section:
+    """Precision, recall (at `threshold`) and PR-AUC on labelled predictions, by day.
 
-    Each must stay within `max_drop` (relative) of its value on the training reference.
+    Each must stay within `max_drop` (relative) of its value on the training reference, whose
+    truth is its `reference_label` column. `positives` names a positive in messages.
     """
     section = Section("quality")
     rows = labelled[labelled["label"].notna() & labelled["score"].notna()].copy()
     rows["label"] = rows["label"].astype(int)
-    ref = _quality(reference["is_fraud"].to_numpy(), reference["score"].to_numpy(), threshold)
+    ref = _quality(reference[reference_label].to_numpy(), reference["score"].to_numpy(),
+                   threshold)
     by_day = []
     for day, part in rows.groupby(rows["logged_at"].dt.strftime("%Y-%m-%d"), sort=True):
         figures = _quality(part["label"].to_numpy(), part["score"].to_numpy(), threshold)
@@ -156,10 +159,10 @@ def quality(*, labelled: pd.DataFrame, reference: pd.DataFrame, threshold: float
                        **figures})
     section.figures = {"reference": ref, "by_day": by_day, "threshold": threshold,
                        "labelled_rows": len(rows), "positives": int(rows["label"].sum())}
-    positives = int(rows["label"].sum())
-    if len(rows) < min_labels or positives < min_positives:
+    n_positive = int(rows["label"].sum())
+    if len(rows) < min_labels or n_positive < min_positives:
         section.check("classification quality", None,
-                      f"{len(rows)} labelled predictions with {positives} frauds: need "
+                      f"{len(rows)} labelled predictions with {n_positive} {positives}: need "
                       f"{min_labels} and {min_positives} (labels arrive late)")
         return section
     floor = {k: v * (1 - max_drop) for k, v in ref.items()}

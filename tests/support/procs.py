@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rtml.demo import stop_group
+from rtml.cli.scenarios import FRAUD
+from rtml.runtime import serve_command, stop_group
 from rtml.settings import REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -44,15 +45,14 @@ def run(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 300)
 
 @contextlib.contextmanager
 def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
-                  timeout_s: float = 120) -> Iterator[str]:
+                  timeout_s: float = 300) -> Iterator[str]:
     """`bentoml serve` the fraud service on a free port; yields its URL once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(env["RTML_REPO_ROOT"]) / f"serve-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "bentoml"), "serve", "bentos.fraud.service:FraudService", "--port",
-             str(port), "--host", "127.0.0.1"],
+            serve_command(FRAUD.service, port=port),
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s

@@ -85,3 +85,11 @@ def test_a_scenario_importing_the_cli_breaks_the_contract(tree: Path) -> None:
     proc = _lint(tree)
     assert proc.returncode != 0
     assert "bentos.fraud.leak -> rtml.cli" in proc.stdout
+
+
+def test_a_benchmark_importing_the_demo_breaks_the_contract(tree: Path) -> None:
+    (tree / "benchmarks" / "leak.py").write_text(
+        "def serve():\n    from rtml.demo import run_demo\n    return run_demo\n")
+    proc = _lint(tree)
+    assert proc.returncode != 0
+    assert "benchmarks.leak -> rtml.demo" in proc.stdout

@@ -13,8 +13,8 @@ import pytest
 
 from monitoring.fraud.backtest import FEATURES, period_drift
 from monitoring.fraud.labels import join_labels, publish_labels
-from monitoring.fraud.run import notify
 from pipelines.fraud.simulate import simulate
+from rtml.monitor.run import notify
 
 NOW = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
 

@@ -1,9 +1,11 @@
-"""One monitoring run: every report over the recent log, a stable summary.json, the dashboard.
+"""One monitoring run for any scenario: every report over the recent log, summary.json, dashboard.
 
-`rtml monitor run --model fraud` calls `run_monitor`; its exit status is the summary's status.
-Files: `reports/<model>/<UTC timestamp>/{feature_drift,prediction_drift,quality,health,
-freshness_*}.{html,json}` and `summary.json`; `reports/<model>/latest.json` is a copy of the newest
-summary; `reports/index.html` is the dashboard page.
+`rtml monitor run --model <scenario>` calls `run_monitor` with the scenario's `MonitorSpec`
+(which log columns it keeps, how its delayed labels join, which threshold flags a positive); the
+exit status is the summary's status. Files: `reports/<model>/<UTC timestamp>/{feature_drift,
+prediction_drift,quality,health,freshness_*}.{html,json}` and `summary.json`;
+`reports/<model>/latest.json` is a copy of the newest summary; `reports/index.html` is the
+dashboard page.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import redis
 
-from monitoring.fraud.labels import join_labels
 from rtml.metrics import write_monitor_gauges
 from rtml.monitor import reports
 from rtml.monitor.dashboard import write_index
@@ -30,40 +34,61 @@ from rtml.settings import Settings
 log = logging.getLogger(__name__)
 SUMMARY_SCHEMA = 1
 
+# (logged predictions, the labels file, now) -> (predictions + nullable `label`, counts)
+LabelJoin = Callable[..., tuple[pd.DataFrame, dict[str, Any]]]
 
-def _labels(settings: Settings, sample: Any, now: datetime) -> tuple[Any, dict[str, int]]:
-    import pandas as pd
 
+@dataclass(frozen=True, kw_only=True)
+class MonitorSpec:
+    """What a scenario tells the monitor: its log columns, its labels, what counts as positive.
+
+    Everything else (drift, quality, latency, errors, freshness) is the same for every scenario:
+    the feature list, thresholds and feature service come from the model's training reference,
+    the limits from `RTML_MONITOR_*` settings.
+    """
+
+    name: str  # reports/<name>/, the reference under artifacts/<name>/
+    log_columns: tuple[str, ...]  # the scenario's own log columns, kept for every row
+    numeric_columns: tuple[str, ...] = ()  # those of them read as numbers
+    join_labels: LabelJoin  # called as join_labels(predictions, labels, now=now)
+    reference_label: str  # the label column of the training reference
+    quality_threshold: str  # the model's threshold (metrics.json) a positive is flagged at
+    positives: str = "positives"  # what a positive is called in messages ("frauds")
+
+
+def _labels(settings: Settings, spec: MonitorSpec, sample: pd.DataFrame, now: datetime
+            ) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not settings.labels_path.exists():
         n = len(sample)
         return sample.assign(label=pd.array([pd.NA] * n, dtype="Int64")), {
             "labelled": 0, "pending": 0, "unknown": n, "note": f"no {settings.labels_path}"}
     labels = pd.read_parquet(settings.labels_path)
-    joined, counts = join_labels(sample, labels, now=now)
-    return joined, counts.as_dict()
+    return spec.join_labels(sample, labels, now=now)
 
 
-def run_monitor(settings: Settings, *, model: str = "fraud", now: datetime | None = None,
+def run_monitor(settings: Settings, spec: MonitorSpec, *, now: datetime | None = None,
                 redis_client: Any | None = None) -> dict[str, Any]:
     """Run every report once; write the files; return the summary (status pass | fail)."""
-    if model != "fraud":
-        raise ValueError(f"model: unknown {model!r}; known: fraud")
     t0 = time.perf_counter()
+    model = spec.name
     now = now or datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     out_dir = settings.reports_dir / model / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     since = now - timedelta(days=settings.monitor_window_days)
     ref = load_reference(settings.artifacts_dir, model)
-    data = load_log(settings.predictions_dir, since=since, sample_rows=settings.monitor_sample_rows)
-    sample, label_counts = _labels(settings, data.sample, now)
+    data = load_log(settings.predictions_dir, since=since, sample_rows=settings.monitor_sample_rows,
+                    columns=spec.log_columns, numeric=spec.numeric_columns)
+    sample, label_counts = _labels(settings, spec, data.sample, now)
     answered = sample[sample["score"].notna()]
 
     sections = [
         reports.feature_drift(current=answered, reference=ref.frame, features=ref.features,
                               drift_share=settings.monitor_drift_share, out_dir=out_dir),
         reports.prediction_drift(current=sample, reference=ref.frame, out_dir=out_dir),
-        reports.quality(labelled=sample, reference=ref.frame, threshold=ref.thresholds["review"],
+        reports.quality(labelled=sample, reference=ref.frame,
+                        threshold=ref.thresholds[spec.quality_threshold],
+                        reference_label=spec.reference_label, positives=spec.positives,
                         max_drop=settings.monitor_quality_drop,
                         min_labels=settings.monitor_min_labels, out_dir=out_dir),
         reports.health(rows=data.rows, p95_ms=settings.monitor_p95_ms,

@@ -1,0 +1,190 @@
+"""`rtml bench`: open-loop load, side by side, saturation and cost, for a registered scenario.
+
+The benchmarks themselves live in `benchmarks/` (imported when a command runs); this module
+turns options into their arguments and takes the service to start from the scenario registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rtml.cli.common import floats, need_redis, path_or, scenario, settings
+
+app = typer.Typer(help="Benchmarks: open-loop load, side by side, saturation, cost.")
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    rates: Annotated[str, typer.Option(help="comma-separated request rates")] = "100,200",
+    duration: Annotated[float, typer.Option(help="seconds per rate")] = 20.0,
+    url: str = "http://127.0.0.1:3000",
+    skew: Annotated[float, typer.Option(help="Zipf exponent of the customer draw (0: each "
+                                             "customer once while they last)")] = 0.8,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    hist: Annotated[str | None, typer.Option(help="PNG path (default "
+                                                  "docs/img/latency-hist.png; 'none' to skip)")
+                    ] = None,
+    scenario_name: Annotated[str, typer.Option(
+        "--scenario", help="whose service and requests (the registry's)")] = "fraud",
+) -> None:
+    """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json.
+
+    Uses the service at --url, or starts one. Subcommands: side-by-side (naive/stock/rtml/floor),
+    saturate, cost.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    sc = scenario(scenario_name, needs="bench_requests")
+    from benchmarks.load import DOCS_IMG
+    from benchmarks.load import main as bench_main
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+
+    s = settings()
+    need_redis(s)
+    try:
+        code = bench_main(s, url=url, duration=duration, skew=skew,
+                          rates=floats(rates, "--rates"), out_dir=path_or(results_dir, RESULTS),
+                          hist=None if hist == "none" else path_or(hist,
+                                                                 DOCS_IMG / "latency-hist.png"),
+                          service=sc.service)
+    except ServerError as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command("side-by-side")
+def bench_side_by_side(
+    targets: Annotated[str, typer.Option(help="any of naive,stock,rtml,floor")] = (
+        "naive,stock,rtml,floor"),
+    rate: Annotated[float, typer.Option(help="requests per second, the same for every target")
+                    ] = 200.0,
+    duration: Annotated[float, typer.Option(help="seconds per target")] = 30.0,
+    url: Annotated[str, typer.Option(help="rtml already serving here is used as is")] = (
+        "http://127.0.0.1:3000"),
+    skew: Annotated[float, typer.Option(help="Zipf exponent of the customer draw")] = 0.8,
+    pg_dsn: Annotated[str, typer.Option(help="Postgres for the naive target")] = (
+        "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"),
+    port_base: Annotated[int, typer.Option(help="first port for the servers it starts "
+                                                "(0: free ports)")] = 0,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    hist: Annotated[str | None, typer.Option(help="PNG path (default "
+                                                  "docs/img/side-by-side.png; 'none' to skip)")
+                    ] = None,
+    stock_modes: Annotated[str, typer.Option(
+        help="on-demand view modes to run stock in (pandas,python); the better is reported")
+                           ] = "pandas,python",
+    scenario_name: Annotated[str, typer.Option(
+        "--scenario", help="whose service and requests (the registry's)")] = "fraud",
+) -> None:
+    """One run: naive (Postgres SQL), stock (feast serve + model), rtml and floor."""
+    sc = scenario(scenario_name, needs="bench_requests")
+    from benchmarks import side_by_side as sbs
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+
+    s = settings()
+    need_redis(s)
+    try:
+        code = sbs.run(s, targets=[t.strip() for t in targets.split(",") if t.strip()],
+                       rate=rate, duration=duration, url=url, skew=skew, dsn=pg_dsn,
+                       port_base=port_base, out_dir=path_or(results_dir, RESULTS),
+                       hist=None if hist == "none" else path_or(hist, sbs.DOCS_HIST),
+                       stock_modes=tuple(m.strip() for m in stock_modes.split(",") if m.strip()),
+                       service=sc.service)
+    except (sbs.PostgresUnavailable, ServerError, ValueError) as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command("saturate")
+def bench_saturate(
+    path: Annotated[str, typer.Option(help="/score, /score_batch or both")] = "both",
+    budget_ms: Annotated[float, typer.Option(help="stop once p99 exceeds this")] = 50.0,
+    start: Annotated[float, typer.Option(help="first /score rate (requests/s)")] = 100.0,
+    batch_start: Annotated[float, typer.Option(help="first /score_batch rate (requests/s)")
+                           ] = 2.0,
+    factor: Annotated[float, typer.Option(help="rate multiplier per step")] = 1.5,
+    step_s: Annotated[float, typer.Option(help="seconds per step")] = 10.0,
+    batch: Annotated[int, typer.Option(help="rows per /score_batch request (above "
+                                             "RTML_BATCH_MAX_SIZE: see docs/benchmarks.md)")] = 50,
+    url: str = "http://127.0.0.1:3000",
+    compare_batching: Annotated[bool, typer.Option(
+        help="start rtml twice, RTML_BATCHING=true and false, and measure both")] = False,
+    port_base: Annotated[int, typer.Option(help="first port for servers it starts")] = 0,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+    target: Annotated[str, typer.Option(help="rtml, or naive / stock (their /score)")] = "rtml",
+    pg_dsn: Annotated[str, typer.Option(help="Postgres for --target naive")] = (
+        "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"),
+    stock_mode: Annotated[str, typer.Option(help="--target stock: the on-demand view's mode "
+                                                 "in feast serve (pandas or python)")] = "pandas",
+    scenario_name: Annotated[str, typer.Option(
+        "--scenario", help="whose service and requests (the registry's)")] = "fraud",
+) -> None:
+    """Step the rate until p99 > budget or errors: scored transactions/s (and per core).
+
+    Reports the saturation point under two rules: no request shed, and up to 1% shed (503).
+    """
+    sc = scenario(scenario_name, needs="bench_requests")
+    from benchmarks import saturate as sat
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+    from benchmarks.side_by_side import PostgresUnavailable
+
+    s = settings()
+    need_redis(s)
+    paths = ["/score", "/score_batch"] if path == "both" else [path]
+    try:
+        code = sat.run(s, paths=paths, budget_ms=budget_ms, start=start,
+                       batch_start=batch_start, factor=factor,
+                       step_s=step_s, batch=batch, url=url, compare_batching=compare_batching,
+                       port_base=port_base, out_dir=path_or(results_dir, RESULTS),
+                       target=target, dsn=pg_dsn, stock_mode=stock_mode, service=sc.service)
+    except (ServerError, ValueError, PostgresUnavailable) as exc:
+        typer.echo(f"rtml bench: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command("cost")
+def bench_cost(
+    per_day: Annotated[float, typer.Option(help="predictions per day")] = 1_000_000,
+    peak: Annotated[float, typer.Option(help="peak predictions per second")] = 300.0,
+    cache_hit_rate: Annotated[float, typer.Option(help="share answered by the cache")] = 0.6,
+    cores_per_machine: Annotated[int, typer.Option(help="cores of one serving machine")] = 2,
+    core_hour_usd: Annotated[float, typer.Option(help="price of one core-hour")] = 0.04,
+    gpu_hour_usd: Annotated[float, typer.Option(help="price of one GPU-hour (T4 class)")] = 0.35,
+    results: Annotated[str | None, typer.Option(help="saturate-*.json (default: latest)")
+                       ] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="every measured run, not only the "
+                                                         "better batching setting")] = False,
+    rule: Annotated[str, typer.Option(help="saturation rule: no_shed (0 requests shed) or "
+                                           "shed_1pct (up to 1% shed)")] = "no_shed",
+    results_dir: Annotated[str | None, typer.Option(help="where the cost-*.json goes "
+                                                         "(default benchmarks/results)")] = None,
+) -> None:
+    """Machines (and $/day) for a daily volume and a peak rate, from measured throughput."""
+    from benchmarks import cost
+    from benchmarks.record import RESULTS
+
+    options = dict(per_day=per_day, peak=peak, hit_rate=cache_hit_rate,
+                   cores_per_machine=cores_per_machine, core_hour_usd=core_hour_usd,
+                   gpu_hour_usd=gpu_hour_usd)
+    try:
+        src = Path(results) if results else cost.latest(RESULTS)
+        capacity = cost.load_capacity(src, best_only=not all_runs, rule=rule)
+        text = cost.report(capacity, rule=rule, **options)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"rtml bench cost: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"from {src}\n")
+    typer.echo(text)
+    out = cost.write(settings(), source=src, capacities=capacity, rule=rule, text=text,
+                     out_dir=path_or(results_dir, RESULTS), **options)
+    typer.echo(f"results: {out}")

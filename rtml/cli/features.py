@@ -1,0 +1,78 @@
+"""`rtml features build`, `rtml apply`, `rtml materialize`: offline sources, the online store."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from rtml.cli.common import need_redis, parse_every, settings
+from rtml.redis import connect
+
+app = typer.Typer(no_args_is_help=True, help="Batch features.")
+
+
+@app.command("build")
+def features_build() -> None:
+    """Nightly batch features and the streamed windows' backfill: the Feast offline sources."""
+    from pipelines.fraud.batch_features import build
+    from pipelines.fraud.windows import write_backfill
+
+    s = settings()
+    t0 = time.perf_counter()
+    paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
+    paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
+    typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
+               + ", ".join(str(p) for p in paths.values()))
+
+
+def apply() -> None:
+    """`feast apply` against the configured Redis (registers views, creates online tables)."""
+    from rtml.features.online import apply_repo
+
+    s = settings()
+    need_redis(s)
+    apply_repo(s)
+
+
+def materialize(
+    every: Annotated[str | None, typer.Option(help="repeat, e.g. 24h or 30m")] = None,
+    cron: Annotated[bool, typer.Option(help="print the crontab line and exit")] = False,
+) -> None:
+    """Load the nightly features into Redis up to now, once or on a schedule.
+
+    Like `feast materialize-incremental`, but incremental from what *this* Redis holds (recorded
+    in the store, `rtml.features.online_store`), not from the registry's last run: a new or
+    flushed Redis gets a full load of every value still within its view's TTL.
+    """
+    s = settings()
+    if cron:
+        exe = os.path.join(os.path.dirname(sys.executable), "rtml")
+        typer.echo(f"15 2 * * * cd {s.repo_root} && {exe} materialize >> "
+                   f"{s.state_dir / 'materialize.log'} 2>&1")
+        return
+    need_redis(s)
+
+    from rtml.features.online import load_store
+    from rtml.features.online_store import materialize_window, record_materialized
+
+    client = connect(s)
+    period = parse_every(every) if every else None
+    while True:
+        t0 = time.perf_counter()
+        store = load_store(s)
+        now = datetime.now(UTC)
+        max_ttl = max((v.ttl for v in store.list_feature_views() if v.online and v.ttl),
+                      default=timedelta(days=1))
+        start, why = materialize_window(client, now=now, max_ttl=max_ttl)
+        typer.echo(f"materialize into {s.redis_address}: {why}", err=True)
+        store.materialize(start_date=start, end_date=now)
+        record_materialized(client, now)
+        typer.echo(f"materialized in {time.perf_counter() - t0:.1f}s")
+        if period is None:
+            return
+        time.sleep(max(0.0, period - (time.perf_counter() - t0)))

@@ -1,0 +1,27 @@
+"""The table of scenarios: the one place that names every scenario's parts.
+
+The kit's `rtml.scenarios` is the mechanism; this top-layer module is the registration, so
+`rtml demo|serve|train|monitor|bench <scenario>` dispatch through it. A new scenario is one entry
+here plus its folders (`feature_repo/<s>/`, `pipelines/<s>/`, `bentos/<s>/`, `training/<s>/`,
+`monitoring/<s>/`). Paths are strings: nothing here imports a scenario.
+"""
+
+from __future__ import annotations
+
+from rtml.scenarios import Registry, Scenario
+
+FRAUD = Scenario(
+    name="fraud",
+    summary="card payments scored in 50 ms: approve, review or decline with reasons",
+    feature_services=("fraud_model_v1", "fraud_model_v2"),
+    service="bentos.fraud.service:FraudService",
+    flow="pipelines.fraud.flow:get_flow()",
+    trainer="training.fraud.train:train",
+    train_summary="training.fraud.report:summary_lines",
+    monitor="monitoring.fraud.spec:MONITOR",
+    generator="pipelines.fraud.simulate:simulate",
+    demo="rtml.demo:run_demo",
+    bench_requests="benchmarks.load:sample_requests",
+)
+
+REGISTRY = Registry([FRAUD])
