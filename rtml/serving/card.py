@@ -45,8 +45,8 @@ class ModelCard(BaseModel):
     device: str | None = None
 
     def to_metadata(self) -> dict[str, Any]:
-        """The BentoML metadata entry (JSON-safe)."""
-        return {CARD_KEY: self.model_dump(mode="json")}
+        """The BentoML metadata entry: JSON types, no None (BentoML refuses None values)."""
+        return {CARD_KEY: self.model_dump(mode="json", exclude_none=True)}
 
 
 def _from_metadata(meta: dict[str, Any], tag: str) -> ModelCard:

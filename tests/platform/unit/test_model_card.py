@@ -31,6 +31,13 @@ def test_metadata_round_trip_keeps_feature_order_and_sets_the_version():
     assert card.model_copy(update={"version": None}) == CARD
 
 
+def test_metadata_is_what_bentoml_accepts():
+    # BentoML's own check, run by `save_model` (internal: pinned with the batcher's version).
+    from bentoml._internal.utils import validate_metadata
+
+    validate_metadata(CARD.to_metadata())  # version None, trained_at None: left out, not None
+
+
 def test_file_round_trip_from_the_artifacts_folder(tmp_path):
     written = CARD.model_copy(update={"version": "m:v9"})
     path = write_card(written, tmp_path / "fraud")
