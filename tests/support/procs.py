@@ -44,7 +44,7 @@ def run(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 300)
 
 @contextlib.contextmanager
 def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
-                  timeout_s: float = 120) -> Iterator[str]:
+                  timeout_s: float = 300) -> Iterator[str]:
     """`bentoml serve` the fraud service on a free port; yields its URL once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
