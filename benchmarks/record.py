@@ -82,11 +82,12 @@ def model_record(tag: str) -> dict[str, Any]:
     try:
         import bentoml
 
+        from rtml.serving.card import load_card
+
         ref = bentoml.models.get(tag)
-        meta = ref.info.metadata
-        return {"asked": tag, "version": str(ref.tag),
-                "feature_service": meta.get("feature_service"),
-                "features": len(meta.get("features", [])),
+        card = load_card(ref)
+        return {"asked": tag, "version": str(ref.tag), "feature_service": card.feature_service,
+                "features": len(card.features),
                 "onnx": ref.custom_objects.get("onnx") is not None}
     except Exception as exc:  # no model yet: say so in the file, do not fail the run
         return {"asked": tag, "version": None, "error": f"{type(exc).__name__}: {exc}"[:200]}

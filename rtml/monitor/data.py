@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from rtml.serving.card import CardError, ModelCard, load_card
+
 # Every service's log has these (`rtml.serving.predlog`); a scenario adds its own columns (its
 # request id, an amount...) through its monitor spec.
 LIGHT = ["logged_at", "event_timestamp", "score", "decision", "fallback", "fallback_reason",
@@ -118,22 +120,38 @@ class Reference:
     """What the model was trained and validated on (written by `rtml train`)."""
 
     frame: pd.DataFrame
-    features: list[str]
-    feature_service: str
-    thresholds: dict[str, float]
-    model_tag: str
+    card: ModelCard
+
+    @property
+    def features(self) -> list[str]:
+        """The model's columns, in its order."""
+        return self.card.features
+
+    @property
+    def feature_service(self) -> str:
+        """The FeatureService the model was trained on."""
+        return self.card.feature_service
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Score cut-offs chosen at training time."""
+        return self.card.thresholds
+
+    @property
+    def model_tag(self) -> str:
+        """The BentoML tag of the model the reference belongs to."""
+        return self.card.version or ""
 
 
 def load_reference(artifacts_dir: Path, model: str) -> Reference:
-    """The held-out reference sample and the model's contract from `metrics.json`."""
+    """The held-out reference sample and the model card written beside it."""
     folder = artifacts_dir / model
-    ref_path, meta_path = folder / "reference.parquet", folder / "metrics.json"
-    for path in (ref_path, meta_path):
-        if not path.exists():
-            raise FileNotFoundError(f"no training reference {path} (train first: "
-                                    f"`rtml train {model}`)")
-    meta = json.loads(meta_path.read_text())
-    return Reference(frame=pd.read_parquet(ref_path), features=list(meta["features"]),
-                     feature_service=meta["feature_service"],
-                     thresholds={k: float(v) for k, v in meta["thresholds"].items()},
-                     model_tag=meta.get("bentoml_tag", ""))
+    ref_path = folder / "reference.parquet"
+    if not ref_path.exists():
+        raise FileNotFoundError(f"no training reference {ref_path} (train first: "
+                                f"`rtml train {model}`)")
+    try:
+        card = load_card(folder)
+    except CardError as exc:
+        raise FileNotFoundError(f"{exc} (train first: `rtml train {model}`)") from exc
+    return Reference(frame=pd.read_parquet(ref_path), card=card)

@@ -178,3 +178,11 @@ def parse_server_timing(header: str | None) -> dict[str, dict[str, str]]:
         if name:
             out[name] = dict(param.partition("=")[::2] for param in params)
     return out
+
+
+def install(service_cls: Any, *, service: str, paths: tuple[str, ...], max_inflight: int,
+            max_body_bytes: int) -> None:
+    """Every service's middleware, outermost first: a shed request costs no body read."""
+    service_cls.add_asgi_middleware(Admission, max_inflight=max_inflight, paths=paths)
+    service_cls.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes)
+    service_cls.add_asgi_middleware(Readiness, service=service)

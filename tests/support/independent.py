@@ -38,7 +38,7 @@ def saved_model(bentoml_home: str | Path, name: str = "fraud_model") -> SavedMod
     info = yaml.safe_load((root / version / "model.yaml").read_text())
     booster = xgb.Booster()
     booster.load_model(str(root / version / "saved_model.ubj"))
-    meta = info["metadata"]
+    meta = info["metadata"]["model_card"]  # rtml.serving.card.CARD_KEY, read here by hand
     return SavedModel(tag=f"{name}:{version}", booster=booster,
                       feature_service=meta["feature_service"], features=list(meta["features"]),
                       thresholds={k: float(v) for k, v in meta["thresholds"].items()})

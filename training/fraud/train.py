@@ -25,6 +25,7 @@ from sklearn.metrics import average_precision_score
 from rtml.features.online import load_store, service_feature_names
 from rtml.serving.accel import xgboost_device
 from rtml.serving.backends import ONNX_TOLERANCE, check_onnx, to_onnx
+from rtml.serving.card import ModelCard, write_card
 from rtml.settings import Settings
 from training.fraud.baselines import fit_logistic, logistic_score, rules_score
 from training.fraud.metrics import evaluate, threshold_at_fpr
@@ -177,7 +178,10 @@ def seed_spread(train_df: pd.DataFrame, valid_df: pd.DataFrame, test_df: pd.Data
 def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: int = 300,
           seed: int = 0, train_days: int | None = None, test_days: int = 14,
           seeds: list[int] | None = None) -> dict[str, Any]:
-    """Build the training set, fit, evaluate against the baselines, save model and metrics.
+    """Build the training set, fit, evaluate against the baselines, save model, card, metrics.
+
+    The model card (`rtml.serving.card`) goes into the BentoML model's metadata and to
+    `artifacts/fraud/card.json`; `metrics.json` is the full report for a reviewer.
 
     `seeds` (e.g. [0, 1, 2]): also refit the models with each seed on the same training frame
     and report test average precision per seed with its spread (`metrics["seeds"]`); the model
@@ -249,25 +253,27 @@ def train(settings: Settings, *, service_name: str = "fraud_model_v1", rounds: i
                  "amount_rule": baseline_metrics["average_precision"]}
         metrics["seeds"] = seed_spread(train_df, valid_df, test_df, features, seeds=seeds,
                                        rounds=rounds, device=device, first=first)
+    card = ModelCard(
+        name=MODEL_NAME, feature_service=service_name, features=features, thresholds=thresholds,
+        periods={k: (v[0], v[1]) for k, v in metrics["windows"].items()},
+        metrics=model_metrics,
+        baselines={"amount_rule": baseline_metrics, "rules": rules_metrics,
+                   "logistic_regression": logistic_metrics},
+        backends=["xgboost", "xgboost-gpu", "onnx"], trained_at=metrics["trained_at"],
+        device=device)
     saved = bentoml.xgboost.save_model(
         MODEL_NAME,
         booster,
         labels={"feature_service": service_name},
         custom_objects={"onnx": onnx_model},  # the same trees for ONNX Runtime, checked above
-        metadata={
-            "feature_service": service_name,
-            "features": features,
-            "thresholds": thresholds,
-            "train_window": metrics["windows"]["train"],
-            "test_window": metrics["windows"]["test"],
-            "metrics": model_metrics,
-            "baseline_metrics": baseline_metrics,
-        },
+        metadata=card.to_metadata(),
     )
     metrics["bentoml_tag"] = str(saved.tag)
     write_reference(settings, test_df, features=features, scores=score(test_df),
                     thresholds=thresholds, seed=seed)
     out = write_metrics(settings, metrics)
+    write_card(card.model_copy(update={"version": str(saved.tag)}),
+               settings.artifacts_dir / "fraud")
     log.info("saved %s; metrics in %s", saved.tag, out)
     return metrics
 

@@ -26,7 +26,7 @@ from tests.support.redis_proxy import RedisProxy
 FEATURE_TIMEOUT_MS = 1000
 REPLY_DELAY_S = 3.0
 SOCKET_TIMEOUT_S = 10
-BREAKER_OPEN_S = 1.0  # bentos.fraud.service._Breaker: three errors in a row open it this long
+BREAKER_OPEN_S = 1.0  # rtml.serving.core.Breaker: three errors in a row open it this long
 
 
 @pytest.fixture(scope="module")

@@ -272,6 +272,7 @@ def test_comparison_servers_answer_with_the_services_model_code():
     from benchmarks.model import answer, server_timing
     from bentos.fraud.model import FraudModel
     from rtml.serving.backends import NativeBackend, choose
+    from rtml.serving.card import ModelCard
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(400, 3)).astype(np.float32)
@@ -279,8 +280,9 @@ def test_comparison_servers_answer_with_the_services_model_code():
     names = ["a", "b", "c"]
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
                         xgb.DMatrix(x, label=y, feature_names=names), num_boost_round=20)
-    model = FraudModel(booster=booster, version="m:1", feature_service="s", features=names,
-                       review_threshold=0.5, decline_threshold=0.9,
+    card = ModelCard(name="m", version="m:1", feature_service="s", features=names,
+                     thresholds={"review": 0.5, "decline": 0.9})
+    model = FraudModel(booster=booster, card=card,
                        router=choose([NativeBackend.on(booster, "cpu")], 3))
     for row in x[:60]:
         vec = [float(v) for v in row]

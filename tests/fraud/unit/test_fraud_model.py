@@ -8,6 +8,7 @@ import xgboost as xgb
 
 from bentos.fraud.model import REASONS_PER_DECISION, FraudModel
 from rtml.serving.backends import NativeBackend, Router
+from rtml.serving.card import ModelCard
 
 FEATURES = ["f0_amount_ratio", "f1", "f2", "f3", "f4"]
 
@@ -28,8 +29,9 @@ def booster() -> xgb.Booster:
 
 @pytest.fixture
 def model(booster) -> FraudModel:
-    return FraudModel(booster=booster, version="fraud_model:test", feature_service="svc",
-                      features=list(FEATURES), review_threshold=0.3, decline_threshold=0.8,
+    card = ModelCard(name="fraud_model", version="fraud_model:test", feature_service="svc",
+                     features=list(FEATURES), thresholds={"review": 0.3, "decline": 0.8})
+    return FraudModel(booster=booster, card=card,
                       router=Router({"xgboost": NativeBackend.on(booster, "cpu")}))
 
 
