@@ -17,8 +17,8 @@ So a stream evaluates every emission at the later of the wall clock and the key'
 at the event's own time: an event replayed from a backlog, hours behind the clock, updates the
 windows *as of now*. Values change at events and at the instants a tile leaves a window; a stream
 re-emits at those instants with timers (`next_expiry`), and `backfill.history` writes a row at
-each of them too, so a point-in-time join of the backfill ("latest row at or before t") is the value the stream
-serves at t, including windows that have decayed since the key's last event.
+each of them too, so a point-in-time join of the backfill ("latest row at or before t") is the
+value the stream serves at t, including windows that have decayed since the key's last event.
 
 Lateness. The watermark is a key's newest counted event time. An event more than
 `allowed_lateness` behind it, or whose tile has already left every window (as of the later of the
