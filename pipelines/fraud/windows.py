@@ -20,7 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_repo.fraud.specs import CUSTOMER_WINDOWS, TERMINAL_WINDOWS
+from feature_repo.fraud.specs import (
+    CUSTOMER_FRESH,
+    CUSTOMER_WINDOWS,
+    TERMINAL_FRESH,
+    TERMINAL_WINDOWS,
+)
 from pipelines.fraud.events import TxEvent
 from pipelines.fraud.offline_sources import SCHEMAS
 from rtml.features import windows as kit
@@ -73,8 +78,8 @@ def on_event(state: kit.WindowState, event: TxEvent, now: datetime
                         now)
 
 
-_KINDS = {"customer": (CUSTOMER, "customer_fresh.parquet"),
-          "terminal": (TERMINAL, "terminal_fresh.parquet")}
+# kind -> (window spec, the view it fills: join key and offline file)
+_KINDS = {"customer": (CUSTOMER, CUSTOMER_FRESH), "terminal": (TERMINAL, TERMINAL_FRESH)}
 
 
 def backfill(transactions: pd.DataFrame, *, kind: Literal["customer", "terminal"],
@@ -88,9 +93,9 @@ def backfill(transactions: pd.DataFrame, *, kind: Literal["customer", "terminal"
     point-in-time join needs. `event_timestamp` is bumped by 1 µs where a key's instants tie, so it
     is strictly increasing per key. Columns and dtypes follow `offline_sources.SCHEMAS`.
     """
-    spec, file_name = _KINDS[kind]
-    entity = f"{kind}_id"
-    schema = SCHEMAS[file_name]
+    spec, view = _KINDS[kind]
+    entity = view.join_key
+    schema = SCHEMAS[view.offline_file]  # type: ignore[index]
     tx = transactions.sort_values("event_timestamp", kind="stable")
     times = pd.DatetimeIndex(pd.to_datetime(tx["event_timestamp"], utc=True)).to_pydatetime()
     if until is None:
@@ -131,7 +136,7 @@ def _write_one(transactions_path: Path, out_dir: Path, kind: str, until: datetim
                ) -> tuple[str, Path]:
     tx = pd.read_parquet(transactions_path, columns=["transaction_id", "event_timestamp",
                                                      "customer_id", "terminal_id", "amount"])
-    file_name = _KINDS[kind][1]
+    file_name = str(_KINDS[kind][1].offline_file)
     frame = backfill(tx, kind=kind, until=until)  # type: ignore[arg-type]
     table = pa.Table.from_pandas(frame, schema=SCHEMAS[file_name], preserve_index=False)
     path = Path(out_dir) / file_name
