@@ -132,7 +132,8 @@ class OnlineReader:
         for proj in service.feature_view_projections:
             if proj.name in odfv_names:
                 if proj.name not in self.on_demand:
-                    raise ValueError(f"on-demand view {proj.name!r} has no serving implementation")
+                    raise ValueError(f"on-demand view {proj.name!r} has no serving "
+                                     "implementation: pass one in `on_demand`")
                 self._on_demand.append(proj.name)
                 continue
             view = store.get_feature_view(proj.name)
