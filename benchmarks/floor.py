@@ -18,6 +18,7 @@ import numpy as np
 
 from benchmarks.load import histogram, percentiles
 from benchmarks.model import answer, load_model
+from feature_repo.fraud.request_features import ON_DEMAND
 from rtml.features.online import OnlineReader, load_store
 from rtml.redis import connect
 from rtml.settings import Settings
@@ -31,7 +32,7 @@ def measure_floor(settings: Settings, requests: list[dict[str, Any]], *,
         warnings.simplefilter("ignore")
         # Every declared no-history default is 0.0 (bentos/fraud/service.py DEFAULT_FEATURES).
         reader = OnlineReader(store=load_store(settings), service_name=model.feature_service,
-                              defaults=dict.fromkeys(model.features, 0.0))
+                              defaults=dict.fromkeys(model.features, 0.0), on_demand=ON_DEMAND)
     client = connect(settings)
     rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in requests]
     for row in rows[:50]:  # connection, predictor and allocator warm-up

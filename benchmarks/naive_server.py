@@ -27,7 +27,7 @@ import pandas as pd
 from benchmarks.httpapp import make_app, serve
 from benchmarks.model import answer_timed, load_model
 from bentos.fraud.model import FraudModel
-from rtml.features.online import request_features
+from feature_repo.fraud.request_features import request_features
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=rtml_bench"
 LABEL_DELAY = "7 days"

@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field
 
 from bentos.fraud.model import FraudModel
 from bentos.fraud.schemas import EXAMPLE_TRANSACTION, Transaction
+from feature_repo.fraud.request_features import ON_DEMAND
+from feature_repo.fraud.specs import SERVING_DEFAULTS
 from rtml.metrics import record_request
 from rtml.serving.asgi import install
 from rtml.serving.core import Scored, ScoringCore, service_options
@@ -27,19 +29,8 @@ from rtml.settings import Settings
 SERVICE = "fraud"
 EXAMPLE_INPUT = dict(EXAMPLE_TRANSACTION)
 # What the model sees for an entity the online store does not know (a new card, a new terminal):
-# no history. Declared, not guessed: these are the values the batch job writes for no activity.
-DEFAULT_FEATURES: dict[str, float] = {
-    **{name: 0.0
-       for window in ("1d", "7d", "30d")
-       for name in (f"cust_tx_count_{window}", f"cust_mean_amount_{window}",
-                    f"term_tx_count_{window}", f"term_fraud_rate_{window}")},
-    # Streamed windows: no event in the window is a count and sum of zero.
-    **{name: 0.0
-       for window in ("10m", "1h")
-       for name in (f"cust_tx_count_{window}", f"cust_amount_sum_{window}",
-                    f"cust_mean_amount_{window}")},
-    "term_tx_count_1h": 0.0,
-}
+# no history, generated from the view specs (feature_repo/fraud/specs.py).
+DEFAULT_FEATURES: dict[str, float] = SERVING_DEFAULTS
 _settings = Settings()
 SCORING_PATHS = ("/score", "/score_batch")
 
@@ -100,6 +91,7 @@ class FraudService:
         self.settings = _settings
         self.core = ScoringCore(_settings, service=SERVICE, model_class=FraudModel,
                                 model_tag=_settings.fraud_model_tag, defaults=DEFAULT_FEATURES,
+                                on_demand=ON_DEMAND,
                                 train_hint="rtml train fraud",
                                 explain_at=lambda m: m.review_threshold)
 

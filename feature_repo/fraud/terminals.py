@@ -2,15 +2,16 @@
 
 from datetime import timedelta
 
-from feast import FeatureView, Field, FileSource, PushSource
-from feast.types import Float64, Int64
+from feast import FeatureView, FileSource, PushSource
 
 from feature_repo.fraud.entities import terminal
+from feature_repo.fraud.specs import TERMINAL_FRESH, TERMINAL_STATS
+from rtml.features.specs import feast_fields
 
 # Fraud is known only days later (chargebacks): the row stamped D covers [D - 7d - w, D - 7d).
 terminal_stats_source = FileSource(
     name="terminal_stats_source",
-    path="data/features/terminal_stats.parquet",
+    path=f"data/features/{TERMINAL_STATS.offline_file}",
     timestamp_field="event_timestamp",
     created_timestamp_column="created",
 )
@@ -19,14 +20,7 @@ terminal_stats = FeatureView(
     name="terminal_stats",
     entities=[terminal],
     ttl=timedelta(days=2),
-    schema=[
-        Field(name="term_tx_count_1d", dtype=Int64),
-        Field(name="term_fraud_rate_1d", dtype=Float64),
-        Field(name="term_tx_count_7d", dtype=Int64),
-        Field(name="term_fraud_rate_7d", dtype=Float64),
-        Field(name="term_tx_count_30d", dtype=Int64),
-        Field(name="term_fraud_rate_30d", dtype=Float64),
-    ],
+    schema=feast_fields(TERMINAL_STATS),
     source=terminal_stats_source,
     online=True,
     tags={"refresh": "daily"},
@@ -36,7 +30,7 @@ terminal_fresh_push = PushSource(
     name="terminal_fresh_push",
     batch_source=FileSource(
         name="terminal_fresh_source",
-        path="data/features/terminal_fresh.parquet",
+        path=f"data/features/{TERMINAL_FRESH.offline_file}",
         timestamp_field="event_timestamp",
     ),
 )
@@ -45,7 +39,7 @@ terminal_fresh = FeatureView(
     name="terminal_fresh",
     entities=[terminal],
     ttl=timedelta(hours=1),
-    schema=[Field(name="term_tx_count_1h", dtype=Int64)],
+    schema=feast_fields(TERMINAL_FRESH),
     source=terminal_fresh_push,
     online=True,
     tags={"refresh": "stream"},

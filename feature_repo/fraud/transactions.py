@@ -5,15 +5,17 @@ from datetime import timedelta
 import pandas as pd
 from feast import FeatureView, Field, FileSource, PushSource, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Float64, Int64
+from feast.types import Float64
 
 from feature_repo.fraud.entities import customer
+from feature_repo.fraud.specs import CUSTOMER_FRESH, CUSTOMER_STATS
+from rtml.features.specs import feast_fields
 
 # Nightly snapshots (pipelines/fraud/batch_features.py): the row stamped D 00:00 UTC aggregates the
 # customer's transactions in [D - w, D).
 customer_stats_source = FileSource(
     name="customer_stats_source",
-    path="data/features/customer_stats.parquet",
+    path=f"data/features/{CUSTOMER_STATS.offline_file}",
     timestamp_field="event_timestamp",
     created_timestamp_column="created",
 )
@@ -23,14 +25,7 @@ customer_stats = FeatureView(
     entities=[customer],
     # Two nightly runs: a value older than that is missing, not silently stale.
     ttl=timedelta(days=2),
-    schema=[
-        Field(name="cust_tx_count_1d", dtype=Int64),
-        Field(name="cust_mean_amount_1d", dtype=Float64),
-        Field(name="cust_tx_count_7d", dtype=Int64),
-        Field(name="cust_mean_amount_7d", dtype=Float64),
-        Field(name="cust_tx_count_30d", dtype=Int64),
-        Field(name="cust_mean_amount_30d", dtype=Float64),
-    ],
+    schema=feast_fields(CUSTOMER_STATS),
     source=customer_stats_source,
     online=True,
     tags={"refresh": "daily"},
@@ -42,7 +37,7 @@ customer_fresh_push = PushSource(
     name="customer_fresh_push",
     batch_source=FileSource(
         name="customer_fresh_source",
-        path="data/features/customer_fresh.parquet",
+        path=f"data/features/{CUSTOMER_FRESH.offline_file}",
         timestamp_field="event_timestamp",
     ),
 )
@@ -51,14 +46,7 @@ customer_fresh = FeatureView(
     name="customer_fresh",
     entities=[customer],
     ttl=timedelta(hours=1),
-    schema=[
-        Field(name="cust_tx_count_10m", dtype=Int64),
-        Field(name="cust_amount_sum_10m", dtype=Float64),
-        Field(name="cust_mean_amount_10m", dtype=Float64),
-        Field(name="cust_tx_count_1h", dtype=Int64),
-        Field(name="cust_amount_sum_1h", dtype=Float64),
-        Field(name="cust_mean_amount_1h", dtype=Float64),
-    ],
+    schema=feast_fields(CUSTOMER_FRESH),
     source=customer_fresh_push,
     online=True,
     tags={"refresh": "stream"},
@@ -81,7 +69,7 @@ transaction_request = RequestSource(
 def transaction_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """The amount and its ratio to the customer's 30-day mean (0.0 when there is no history).
 
-    Serving computes the same values with `rtml.features.request_features`; a unit test keeps the
+    Serving computes the same values with `request_features.request_features`; a unit test keeps the
     two equal.
     """
     out = pd.DataFrame()

@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from feature_repo.fraud.feature_services import fraud_model_v1
+from feature_repo.fraud.request_features import request_features
 from pipelines.fraud.batch_features import customer_features, terminal_features
-from rtml.features.online import request_features
 from rtml.monitor.reports import Section, feature_drift
 
-# What fraud_model_v1 reads: the nightly views and the request-time features.
-FEATURES = [*(f"cust_{k}_{w}d" for w in (1, 7, 30) for k in ("tx_count", "mean_amount")),
-            *(f"term_{k}_{w}d" for w in (1, 7, 30) for k in ("tx_count", "fraud_rate")),
-            "tx_amount", "amount_vs_cust_mean_30d"]
+# What fraud_model_v1 reads (the nightly views and the request-time features), in its order.
+FEATURES = [f.name for p in fraud_model_v1.feature_view_projections for f in p.features]
 
 
 def offline_features(transactions: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
+from feature_repo.fraud.specs import CUSTOMER_FRESH, TERMINAL_FRESH
 from pipelines.fraud.events import DEAD_LETTER_STREAM, BadEventError, TxEvent, decode
 from pipelines.fraud.windows import (
     Frozen,
@@ -171,11 +172,11 @@ def build_flow(source: Source, sink: Sink[Row], dead_letters: Sink[BadEntry],
     kw = {"allowed_lateness": allowed_lateness}
     by_customer = op.key_on("key_by_customer", events, lambda e: str(e[0].customer_id))
     customer_rows = op.stateful("window_customers", by_customer,
-                                _builder("customer_fresh_push", lambda e: e.customer_id,
+                                _builder(CUSTOMER_FRESH.push_source, lambda e: e.customer_id,
                                          lambda: customer_state(**kw)))
     by_terminal = op.key_on("key_by_terminal", events, lambda e: str(e[0].terminal_id))
     terminal_rows = op.stateful("window_terminals", by_terminal,
-                                _builder("terminal_fresh_push", lambda e: e.terminal_id,
+                                _builder(TERMINAL_FRESH.push_source, lambda e: e.terminal_id,
                                          lambda: terminal_state(**kw)))
     rows = op.merge("merge_views", customer_rows, terminal_rows)  # (entity key, Row)
     op.output("push_to_feast", op.key_rm("drop_keys", rows), sink)  # Row
@@ -198,6 +199,7 @@ def tune_gc() -> None:
 
 def get_flow() -> Dataflow:
     """The production wiring from settings: Redis Streams in, Feast push out."""
+    from feature_repo.fraud.specs import PUSH_JOIN_KEYS
     from pipelines.fraud.events import stream_key
     from rtml.features.online import load_store
     from rtml.features.push import FeastPushSink
@@ -212,6 +214,7 @@ def get_flow() -> Dataflow:
                                streams=[stream_key(i) for i in range(s.stream_partitions)])
     sink = FeastPushSink(store_factory=lambda: load_store(s),
                          redis_factory=lambda: connect(s, role="flow"),
+                         join_keys=PUSH_JOIN_KEYS,
                          writer=s.stream_writer)
     flow = build_flow(source, sink, DeadLetterSink(settings=s),
                       allowed_lateness=timedelta(seconds=s.stream_allowed_lateness_s))

@@ -1,9 +1,10 @@
 """Offline twins of the streamed views, so `feast materialize-incremental` has a table to read.
 
 The streaming flow pushes fresh aggregates straight to the online store; its backfill (the same
-aggregation functions over history) writes these files for training. Until a backfill has run
-they exist empty, with the right schema, because Feast materializes every view and fails on a
-missing source file.
+window functions over history) writes these files for training. Until a backfill has run they
+exist empty, with the right schema, because Feast materializes every view and fails on a
+missing source file. The schemas are generated from the views' specs
+(`feature_repo/fraud/specs.py`), the same declaration the Feast views are built from.
 """
 
 from __future__ import annotations
@@ -13,21 +14,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_TS = pa.timestamp("ns", tz="UTC")
-SCHEMAS: dict[str, pa.Schema] = {
-    "customer_fresh.parquet": pa.schema(
-        [("customer_id", pa.int64()), ("event_timestamp", _TS)]
-        + [(f"cust_tx_count_{w}", pa.int64()) for w in ("10m", "1h")]
-        + [
-            (f"cust_{kind}_{w}", pa.float64())
-            for w in ("10m", "1h")
-            for kind in ("amount_sum", "mean_amount")
-        ]
-    ),
-    "terminal_fresh.parquet": pa.schema(
-        [("terminal_id", pa.int64()), ("event_timestamp", _TS), ("term_tx_count_1h", pa.int64())]
-    ),
-}
+from feature_repo.fraud.specs import STREAMED
+from rtml.features.specs import parquet_schema
+
+SCHEMAS: dict[str, pa.Schema] = {view.offline_file: parquet_schema(view)  # type: ignore[misc]
+                                 for view in STREAMED}
 
 
 def ensure_fresh_sources(features_dir: Path) -> list[Path]:

@@ -22,6 +22,7 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rtml.redis import parse_address
@@ -69,20 +70,14 @@ def apply_repo(settings: Settings) -> None:
     apply_total(load_store(settings).config, Path(root), skip_source_validation=True)
 
 
-def request_features(amount: float, cust_mean_amount_30d: float | None) -> dict[str, float]:
-    """Request-time features; the `transaction_request_features` view computes the same offline."""
-    mean = cust_mean_amount_30d or 0.0
-    ratio = amount / mean if mean > 0 else 0.0
-    return {"tx_amount": float(amount), "amount_vs_cust_mean_30d": float(ratio)}
-
-
-# On-demand views the serving path computes in-process, by view name. Each takes the request
-# fields and the already-read feature values and returns its output features.
-ON_DEMAND: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, float]]] = {
-    "transaction_request_features": lambda req, feats: request_features(
-        req["amount"], feats.get("cust_mean_amount_30d")
-    ),
+# An on-demand view computed in-process: (request fields, feature values read) -> its outputs.
+OnDemand = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]
+# Feast's proto field and Python type for an entity key, by the entity's value type.
+_KEY_FIELDS: dict[ValueType, tuple[str, type]] = {
+    ValueType.INT64: ("int64_val", int), ValueType.INT32: ("int32_val", int),
+    ValueType.STRING: ("string_val", str), ValueType.BYTES: ("bytes_val", bytes),
 }
+_NUMBERS = frozenset({"int64_val", "int32_val", "double_val", "float_val"})
 
 
 def service_feature_names(store: FeatureStore, service_name: str) -> list[str]:
@@ -95,6 +90,8 @@ def service_feature_names(store: FeatureStore, service_name: str) -> list[str]:
 class _ViewRead:
     view: str
     join_key: str
+    key_field: str  # the ValueProto field of the entity key: int64_val, string_val, ...
+    key_type: type
     features: list[str]
     fields: list[bytes | str]  # hashed feature fields, then the view's timestamp field
 
@@ -103,17 +100,28 @@ class _ViewRead:
 class FeatureRow:
     """One entity row as served: values by feature name, plus what the caller should know."""
 
-    values: dict[str, float]
+    values: dict[str, Any]
     missing_views: list[str] = field(default_factory=list)  # entity unknown in that view
     event_times: dict[str, float] = field(default_factory=dict)  # view -> unix seconds
 
 
 def _decode(raw: bytes | None) -> Any:
+    """A stored value as Python: numbers as float (what a model reads), a list as a list.
+
+    None for a missing value or a NaN, so the caller falls back to the declared default.
+    """
     if not raw:
         return None
     val = ValueProto.FromString(raw)
     kind = val.WhichOneof("val")
-    return None if kind is None or kind == "null_val" else getattr(val, kind)
+    if kind is None or kind == "null_val":
+        return None
+    if kind in _NUMBERS:
+        number = float(getattr(val, kind))
+        return None if math.isnan(number) else number
+    if kind.endswith("_list_val"):
+        return list(getattr(val, kind).val)
+    return getattr(val, kind)
 
 
 def _decode_ts(raw: bytes | None) -> float | None:
@@ -126,8 +134,15 @@ def _decode_ts(raw: bytes | None) -> float | None:
 class OnlineReader:
     """Reads every view of one FeatureService for many entity rows in one Redis pipeline."""
 
-    def __init__(self, *, store: FeatureStore, service_name: str, defaults: Mapping[str, float]):
+    def __init__(self, *, store: FeatureStore, service_name: str, defaults: Mapping[str, Any],
+                 on_demand: Mapping[str, OnDemand] | None = None):
+        """Resolve the service once; `on_demand` implements each of its on-demand views.
+
+        `defaults`: a value per feature for an entity a view does not know. `on_demand`: the
+        scenario's in-process implementation of each on-demand view the service reads, by name.
+        """
         self.service_name = service_name
+        self.on_demand = dict(on_demand or {})
         self.feature_names = service_feature_names(store, service_name)
         self.defaults = dict(defaults)
         self._project = store.config.project.encode()
@@ -138,16 +153,22 @@ class OnlineReader:
         odfv_names = {v.name for v in store.list_on_demand_feature_views()}
         for proj in service.feature_view_projections:
             if proj.name in odfv_names:
-                if proj.name not in ON_DEMAND:
-                    raise ValueError(f"on-demand view {proj.name!r} has no serving implementation")
+                if proj.name not in self.on_demand:
+                    raise ValueError(f"on-demand view {proj.name!r} has no serving "
+                                     "implementation: pass one in `on_demand`")
                 self._on_demand.append(proj.name)
                 continue
             view = store.get_feature_view(proj.name)
             (join_key,) = view.join_keys  # every rtml view has exactly one entity
+            (entity,) = view.entities
+            value_type = store.get_entity(entity).value_type
+            if value_type not in _KEY_FIELDS:
+                raise ValueError(f"{view.name}: join key type {value_type} is not supported")
             names = [f.name for f in proj.features]
             fields: list[bytes | str] = [_mmh3(f"{view.name}:{n}") for n in names]
             fields.append(f"_ts:{view.name}")
-            self._views.append(_ViewRead(view.name, join_key, names, fields))
+            self._views.append(_ViewRead(view.name, join_key, *_KEY_FIELDS[value_type], names,
+                                         fields))
         missing = [n for n in self.feature_names if n not in self.defaults]
         view_features = {n for v in self._views for n in v.features}
         if missing and set(missing) & view_features:
@@ -159,15 +180,16 @@ class OnlineReader:
         """Entity columns a request must carry."""
         return sorted({v.join_key for v in self._views})
 
-    def _redis_key(self, join_key: str, value: int) -> bytes:
-        ek = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=int(value))])
+    def _redis_key(self, v: _ViewRead, value: Any) -> bytes:
+        proto = ValueProto(**{v.key_field: v.key_type(value)})
+        ek = EntityKeyProto(join_keys=[v.join_key], entity_values=[proto])
         return serialize_entity_key(ek, entity_key_serialization_version=self._key_version) + \
             self._project
 
     def _queue(self, pipe: Any, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
             for v in self._views:
-                pipe.hmget(self._redis_key(v.join_key, row[v.join_key]), v.fields)
+                pipe.hmget(self._redis_key(v, row[v.join_key]), v.fields)
 
     def _assemble(self, rows: list[Mapping[str, Any]], replies: list[list]) -> list[FeatureRow]:
         out: list[FeatureRow] = []
@@ -185,10 +207,9 @@ class OnlineReader:
                 result.event_times[v.view] = ts
                 for name, raw in zip(v.features, reply[:-1], strict=True):
                     value = _decode(raw)
-                    ok = value is not None and not (isinstance(value, float) and math.isnan(value))
-                    result.values[name] = float(value) if ok else self.defaults[name]
+                    result.values[name] = self.defaults[name] if value is None else value
             for name in self._on_demand:
-                result.values.update(ON_DEMAND[name](row, result.values))
+                result.values.update(self.on_demand[name](row, result.values))
             out.append(result)
         return out
 
@@ -206,6 +227,6 @@ class OnlineReader:
             replies = pipe.execute()
         return self._assemble(rows, replies)
 
-    def vector(self, row: FeatureRow) -> list[float]:
+    def vector(self, row: FeatureRow) -> list[Any]:
         """Values in the model's column order."""
         return [row.values[n] for n in self.feature_names]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -55,14 +55,16 @@ def lag_histogram(lags_ms: list[float]) -> list[int]:
     for lag in lags_ms:
         counts[bisect_left(LAG_BUCKETS_MS, lag)] += 1
     return counts
-# push source -> entity column; a row is (push_source, entity_id, values, event_time, xadd_ms)
-PUSH_SOURCES = {"customer_fresh_push": "customer_id", "terminal_fresh_push": "terminal_id"}
 
 
-def latest_per_key(rows: list[tuple[str, int, dict[str, Any], Any, int]]
-                   ) -> dict[str, pd.DataFrame]:
-    """One frame per push source holding each entity's newest row (by event time)."""
-    return {source: pd.DataFrame([{PUSH_SOURCES[source]: entity, "event_timestamp": event_time,
+def latest_per_key(rows: list[tuple[str, int, dict[str, Any], Any, int]],
+                   join_keys: Mapping[str, str]) -> dict[str, pd.DataFrame]:
+    """One frame per push source holding each entity's newest row (by event time).
+
+    `join_keys`: push source -> the entity column its frame carries (the scenario's, generated
+    from its view specs).
+    """
+    return {source: pd.DataFrame([{join_keys[source]: entity, "event_timestamp": event_time,
                                    **values} for entity, values, event_time in rows])
             for source, rows in newest_per_key(rows).items()}
 
@@ -83,7 +85,8 @@ def newest_per_key(rows: list[tuple[str, int, dict[str, Any], Any, int]]
 
 class _FeastPushPartition(StatelessSinkPartition[tuple[str, int, dict[str, Any], Any, int]]):
     def __init__(self, store_factory: Callable[[], Any], redis_factory: Callable[[], Any],
-                 worker_index: int = 0, writer: str = "direct"):
+                 join_keys: Mapping[str, str], worker_index: int = 0, writer: str = "direct"):
+        self.join_keys = dict(join_keys)
         self.store = store_factory()
         self.redis = redis_factory()
         self.worker = str(worker_index)
@@ -99,7 +102,7 @@ class _FeastPushPartition(StatelessSinkPartition[tuple[str, int, dict[str, Any],
                                     f"write {source}")
                 self.pushed += len(rows)
         else:
-            for source, frame in latest_per_key(items).items():
+            for source, frame in latest_per_key(items, self.join_keys).items():
                 until_answers(
                     lambda s=source, f=frame: self.store.push(s, f, to=PushMode.ONLINE),
                     f"push to {source}")
@@ -120,15 +123,20 @@ class _FeastPushPartition(StatelessSinkPartition[tuple[str, int, dict[str, Any],
 
 
 class FeastPushSink(DynamicSink[tuple[str, int, dict[str, Any], Any, int]]):
-    """Push rows `(push_source, entity_id, values, event_time, xadd_ms)` to Feast, online."""
+    """Push rows `(push_source, entity_id, values, event_time, xadd_ms)` to Feast, online.
+
+    `join_keys`: push source -> entity column, for every push source the rows name (the
+    `FeatureStore.push` path builds frames with it; the direct writer reads the views' own).
+    """
 
     def __init__(self, *, store_factory: Callable[[], Any], redis_factory: Callable[[], Any],
-                 writer: str = "direct"):
+                 join_keys: Mapping[str, str], writer: str = "direct"):
+        self.join_keys = dict(join_keys)
         self.store_factory = store_factory
         self.redis_factory = redis_factory
         self.writer = writer
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _FeastPushPartition:
         """One Feast client per worker."""
-        return _FeastPushPartition(self.store_factory, self.redis_factory, worker_index,
-                                   self.writer)
+        return _FeastPushPartition(self.store_factory, self.redis_factory, self.join_keys,
+                                   worker_index, self.writer)

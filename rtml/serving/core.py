@@ -23,7 +23,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from rtml.features.online import FeatureRow, OnlineReader, load_store
+from rtml.features.online import FeatureRow, OnDemand, OnlineReader, load_store
 from rtml.metrics import serving_metrics
 from rtml.redis import connect_async
 from rtml.serving.asgi import NOT_READY, format_server_timing
@@ -93,6 +93,7 @@ class ScoringCore:
 
     def __init__(self, settings: Settings, *, service: str, model_class: type[BoosterModel],
                  model_tag: str, defaults: Mapping[str, float], train_hint: str,
+                 on_demand: Mapping[str, OnDemand] | None = None,
                  explain_at: Callable[[Any], float] | None = None) -> None:
         s = self.settings = settings
         self.service = service
@@ -113,7 +114,7 @@ class ScoringCore:
             try:
                 self.reader = OnlineReader(store=load_store(s),
                                            service_name=self.model.feature_service,
-                                           defaults=defaults)
+                                           defaults=defaults, on_demand=on_demand)
                 if self.reader.feature_names != self.model.features:
                     problems.append(f"feature service {self.model.feature_service!r} no longer "
                                     "matches the model's feature list: retrain or re-apply")

@@ -22,6 +22,7 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import average_precision_score
 
+from rtml.features import pit
 from rtml.features.online import load_store, service_feature_names
 from rtml.serving.accel import xgboost_device
 from rtml.serving.backends import ONNX_TOLERANCE, check_onnx, to_onnx
@@ -91,43 +92,8 @@ def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFram
     `entity_df`: one row per payment (`transaction_id`, `event_timestamp`, the entity ids,
     `amount`, anything else to carry along); returned with the features, by `transaction_id`.
     """
-    entity_df = entity_df.copy()
-    # Feast keeps one entity row per (join keys, timestamp): two payments of one card in the same
-    # second would lose one. Nanosecond offsets make every timestamp unique; the nightly
-    # snapshots (at midnight) they are joined to cannot change.
-    entity_df["event_timestamp"] += pd.to_timedelta(
-        entity_df.groupby("event_timestamp").cumcount(), unit="ns")
-    # Features as of just before the payment: when it is scored online, the stream has not yet
-    # counted it, so its own streamed row (stamped at its event time) must not join offline.
-    entity_df["event_timestamp"] -= pd.Timedelta(microseconds=1)
-    service = store.get_feature_service(service_name)
-    streamed = {v.name for v in store.list_feature_views() if v.tags.get("refresh") == "stream"}
-    base = [f"{p.name}:{f.name}" for p in service.feature_view_projections
-            if p.name not in streamed for f in p.features]
-    fresh = {p.name: [f.name for f in p.features] for p in service.feature_view_projections
-             if p.name in streamed}
-    # Feast's file store joins every entity row with every feature row of its key inside the
-    # frame's time range: one 90-day frame joined ~100 M candidate rows (and ran out of memory
-    # with the per-event streamed views). Week-sized frames keep that bounded.
-    weeks = (entity_df["event_timestamp"] - pd.Timestamp(0, tz="UTC")).dt.days // chunk_days
-    parts = []
-    for _, chunk in entity_df.groupby(weeks, sort=True):
-        part = store.get_historical_features(entity_df=chunk, features=base).to_df()
-        for view, names in fresh.items():
-            # The backfill writes a row at every event and every decay, so "the latest row at or
-            # before t" is the windows as of t. Feast's file store drops entity rows with no
-            # streamed row inside the view's TTL: a key quiet for that long has empty windows
-            # (its last row, a decay to zero, fell out of the TTL), which is what the stream
-            # serves too.
-            got = store.get_historical_features(
-                entity_df=chunk, features=[f"{view}:{n}" for n in names]).to_df()
-            part = part.merge(got[["transaction_id", *names]], on="transaction_id", how="left")
-            part[names] = part[names].fillna(0)
-        parts.append(part)
-    frame = pd.concat(parts, ignore_index=True).sort_values("transaction_id").reset_index(drop=True)
-    if len(frame) != len(entity_df):
-        raise RuntimeError(f"Feast returned {len(frame)} rows for {len(entity_df)} transactions")
-    return frame
+    return pit.point_in_time_features(store, service_name, entity_df, id_column="transaction_id",
+                                      chunk_days=chunk_days)
 
 
 def fit_booster(train_df: pd.DataFrame, valid_df: pd.DataFrame, features: list[str], *,

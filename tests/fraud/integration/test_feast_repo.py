@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.fraud.request_features import ON_DEMAND
 from rtml.features.online import OnlineReader, load_store, service_feature_names
 from rtml.redis import connect
 from rtml.settings import Settings
@@ -67,7 +68,8 @@ def test_one_round_trip_reader_equals_feast_online_read(stack: Settings, tx: pd.
                                                         service: str):
     store = load_store(stack)
     defaults = {n: 0.0 for n in service_feature_names(store, service)}
-    reader = OnlineReader(store=store, service_name=service, defaults=defaults)
+    reader = OnlineReader(store=store, service_name=service, defaults=defaults,
+                          on_demand=ON_DEMAND)
     sample = tx.sample(30, random_state=3)
     rows = [{"customer_id": int(r.customer_id), "terminal_id": int(r.terminal_id),
              "amount": float(r.amount)} for r in sample.itertuples()]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.fraud.request_features import ON_DEMAND, request_features
 from feature_repo.fraud.transactions import transaction_request_features
-from rtml.features.online import ON_DEMAND, request_features
 
 
 def _offline(frame: pd.DataFrame) -> pd.DataFrame:
