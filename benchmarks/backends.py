@@ -4,7 +4,7 @@
 
 Times each backend the serving model can use here (XGBoost `inplace_predict`, ONNX Runtime on
 one thread, XGBoost on CUDA when present) plus TreeSHAP reasons, and prints what
-`RTML_MODEL_BACKEND=auto` would route where. Results to benchmarks/results/backends-*.json.
+`RTML_FRAUD__MODEL_BACKEND=auto` would route where. Results to benchmarks/results/backends-*.json.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def _time(fn, repeat: int) -> dict[str, float]:
 def main(settings: Settings, *, repeat: int, out_dir: Path = RESULTS) -> dict:
     """Measure, print a markdown table, write the JSON; returns the result."""
     rec = Recorder("backends", settings)
-    model = FraudModel.load(settings.fraud_model_tag, backend="auto")
+    model = FraudModel.load(settings.model_tag, backend="auto")
     from bentoml import models
 
-    onnx = models.get(settings.fraud_model_tag).custom_objects.get("onnx")
+    onnx = models.get(settings.model_tag).custom_objects.get("onnx")
     backends: list[Backend] = [NativeBackend.on(model.booster, "cpu")]
     if onnx is not None:
         backends.append(OnnxBackend(onnx))
@@ -80,4 +80,4 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=2000)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
-    main(Settings(), repeat=args.repeat, out_dir=args.results_dir)
+    main(Settings(scenario="fraud"), repeat=args.repeat, out_dir=args.results_dir)

@@ -12,7 +12,7 @@
 - **log** ("about 190 MB for 250k entries"): real log entries are taken from a real
   `bentoml serve` scoring held-out transactions (its log pointed at a stream of its own, removed
   afterwards), then cycled through the service's own log code (`rtml.serving.predlog.PredictionLog`,
-  `XADD ... MAXLEN ~ RTML_PREDICTION_STREAM_MAXLEN`) into an owned Valkey past the cap; the
+  `XADD ... MAXLEN ~ RTML_FRAUD__PREDICTION_STREAM_MAXLEN`) into an owned Valkey past the cap; the
   stream's `MEMORY USAGE` (every node sampled) and the server's used memory are reported.
 - **monitor** ("1 M predictions in about 20 s"): 1 M predictions built from the same real entries
   (ids of real transactions, so labels join) are written as the drain writes them
@@ -56,7 +56,8 @@ def owned_valkey() -> Iterator[Settings]:
     from rtml.redis.embedded import start_embedded, stop_embedded
 
     with tempfile.TemporaryDirectory(prefix="rtml-claims-") as tmp:
-        own = Settings(repo_root=Path(tmp), redis_address=f"localhost:{free_port()}")
+        own = Settings(scenario="fraud", repo_root=Path(tmp),
+                       redis_address=f"localhost:{free_port()}")
         start_embedded(own)
         try:
             yield own
@@ -94,7 +95,7 @@ def writer(settings: Settings, *, rows: int, batch: int, repeat: int) -> dict[st
     from rtml.features.writer import FeastRedisWriter
 
     with owned_valkey() as own:
-        store = load_store(Settings(repo_root=settings.repo_root,
+        store = load_store(Settings(scenario="fraud", repo_root=settings.repo_root,
                                     redis_address=own.redis_address))
         client = connect(own)
         data = _push_rows(store, rows, seed=0)
@@ -154,7 +155,7 @@ def main() -> int:
                    help="log/monitor: the BentoML service that writes the real entries "
                         "(these claims are the fraud scenario's)")
     a = p.parse_args()
-    settings = Settings()
+    settings = Settings(scenario="fraud")
     which = ["writer", "log", "monitor"] if a.which == "all" else [a.which]
     real: list[dict[str, str]] | None = None
     for name in which:

@@ -34,7 +34,7 @@ CHUNK = 50_000  # rows per parquet part, as `rtml log drain` reads them
 def real_entries(settings: Settings, n: int, *, service: str) -> list[dict[str, str]]:
     """`n` log entries written by a real `bentoml serve` to a stream of its own (then removed)."""
     stream = f"rtml:predictions:claims-{os.getpid()}"
-    env = {"RTML_PREDICTION_STREAM": stream}
+    env = {"RTML_FRAUD__PREDICTION_STREAM": stream}
     with servers.rtml_server(settings, service=service, port=free_port(), env=env) as url:
         asyncio.run(run_load(url, sample_requests(settings, n, seed=7), rate=200.0,
                              label="real log entries"))
@@ -139,7 +139,7 @@ def monitor_run(settings: Settings, real: list[dict[str, str]], *, rows: int) ->
     with tempfile.TemporaryDirectory(prefix="rtml-claims-monitor-") as tmp:
         root = Path(tmp)
         _scratch_root(settings, root)
-        scratch = Settings(repo_root=root)
+        scratch = Settings(scenario="fraud", repo_root=root)
         write_s = write_predictions(settings, real, scratch.predictions_dir, rows=rows)
         env = {**os.environ, "RTML_REPO_ROOT": str(root),
                "RTML_REDIS_ADDRESS": settings.redis_address}

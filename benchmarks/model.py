@@ -2,7 +2,8 @@
 
 The comparison servers (naive, stock) and the in-process floor load the model with the service's
 code (`bentos.fraud.model.FraudModel`): the same backends chosen the same way
-(`RTML_MODEL_BACKEND`, default `auto`: ONNX Runtime for single rows when training stored a graph,
+(`RTML_FRAUD__MODEL_BACKEND`, default `auto`: ONNX Runtime for single rows when training stored a
+graph,
 measured at start-up), reasons from TreeSHAP on one thread for flagged rows only, the same
 thresholds. Before this they scored with native XGBoost and multi-threaded TreeSHAP, which made
 rtml look better than its approach alone earns.
@@ -21,7 +22,7 @@ from rtml.settings import Settings
 
 def load_model(settings: Settings) -> FraudModel:
     """`FraudModel.load` as the service calls it, then the service's first-call warm-up."""
-    model = FraudModel.load(settings.fraud_model_tag, backend=settings.model_backend)
+    model = FraudModel.load(settings.model_tag, backend=settings.model_backend)
     warm = np.zeros((1, len(model.features)), dtype=np.float32)
     model.predict(warm)
     model.contributions(warm)

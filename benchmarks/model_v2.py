@@ -42,7 +42,7 @@ def train_v2(out: Path) -> None:
     _run(str(bin_ / "rtml"), "features", "build")
     _run(str(bin_ / "feast"), "apply")
     t = time.perf_counter()
-    m = train(Settings(), service_name="fraud_model_v2", train_days=14, test_days=7,
+    m = train(Settings(scenario="fraud"), service_name="fraud_model_v2", train_days=14, test_days=7,
               seeds=[0, 1, 2])
     m["seconds"] = time.perf_counter() - t
     m["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
@@ -58,7 +58,7 @@ def rescore(models: Path, out: Path) -> None:
     from rtml.settings import Settings
     from training.fraud.train import training_frame
 
-    s = Settings()
+    s = Settings(scenario="fraud")
     days = int(pd.read_parquet(s.raw_dir / "transactions.parquet", columns=["day"])["day"].max())
     frame = training_frame(s, "fraud_model_v2", first_day=days + 1 - 7)
     result: dict = {"rows": len(frame), "fraud": int(frame["is_fraud"].sum()), "models": []}

@@ -168,7 +168,7 @@ def main() -> None:
     p.add_argument("--dsn", default=DEFAULT_DSN)
     p.add_argument("--table", required=True)
     args = p.parse_args()
-    model = load_model(Settings())
+    model = load_model(Settings(scenario="fraud"))
     known = {*sql_features(), *REQUEST_FEATURES}
     unknown = [f for f in model.features if f not in known]
     if unknown:

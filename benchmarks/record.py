@@ -39,7 +39,7 @@ DISCARD_OTHERS_SHARE = 0.10
 GENERATED = ("benchmarks/results/", "docs/img/", "docs/runs.md")
 SERVING_SETTINGS = ("serve_workers", "batching", "batch_max_size", "batch_max_latency_ms",
                     "model_backend", "cache", "cache_ttl_s", "max_inflight", "tracing",
-                    "feature_timeout_ms", "model_timeout_ms", "fraud_model_tag")
+                    "feature_timeout_ms", "model_timeout_ms", "model_tag")
 STREAM_SETTINGS = ("stream_writer", "stream_snapshot_s", "stream_partitions",
                    "stream_allowed_lateness_s", "prediction_stream_maxlen",
                    "prediction_log_flush_ms")
@@ -126,7 +126,7 @@ class Recorder:
             self.add_port(port)
         self.git = git_state(settings.repo_root if (settings.repo_root / ".git").exists()
                              else REPO_ROOT)
-        self.model = model_record(settings.fraud_model_tag) if model else None
+        self.model = model_record(settings.model_tag) if model else None
 
     def add_port(self, port: int) -> None:
         """Count the server listening on `port` (one we did not start) as part of the run."""

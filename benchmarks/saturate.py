@@ -1,7 +1,7 @@
 """Throughput at saturation: step the rate up until p99 leaves the budget, errors, or lag.
 
     rtml bench saturate                         # /score and /score_batch, the service at --url
-    rtml bench saturate --compare-batching      # starts rtml with RTML_BATCHING=true, then false
+    rtml bench saturate --compare-batching      # rtml with RTML_FRAUD__BATCHING=true, then false
     rtml bench saturate --target naive          # the per-request-SQL service, for comparison
 
 Each step is an open-loop run (see `benchmarks.load`); the last step that kept p99 within the
@@ -33,7 +33,7 @@ from rtml.settings import Settings
 
 KEEP_UP = 0.95  # achieved / offered rate below this: the server (or client) fell behind
 MAX_FALLBACK_SHARE = 0.01  # a fallback answer is a non-answer: more than 1% is overload
-# A 503 from admission control is a refusal by design (a burst past RTML_MAX_INFLIGHT), not a
+# A 503 from admission control is a refusal by design (a burst past RTML_FRAUD__MAX_INFLIGHT), not a
 # failure: up to 1% shed still counts as serving the rate. Any other error fails the step.
 MAX_SHED_SHARE = 0.01
 MAX_STEPS_DOWN = 4  # a first step that fails is retried at lower rates this many times
@@ -142,7 +142,7 @@ def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
         rec.add_port(url_port(url))
         yield url
         return
-    env = None if batching is None else {"RTML_BATCHING": str(batching).lower()}
+    env = None if batching is None else {"RTML_FRAUD__BATCHING": str(batching).lower()}
     server.update(reused=None, env_overrides=env or {})
     with servers.rtml_server(settings, service=service, port=ports.take(), env=env) as u:
         yield u

@@ -61,7 +61,7 @@ def process(name: str, cmd: list[str], *, ready_url: str, log: Path,
 @contextlib.contextmanager
 def rtml_server(settings: Settings, *, service: str, port: int,
                 env: dict[str, str] | None = None) -> Iterator[str]:
-    """`bentoml serve` a scenario's service on `port` (`env` overrides, e.g. RTML_BATCHING).
+    """`bentoml serve` a scenario's service on `port` (`env` overrides, e.g. RTML_FRAUD__BATCHING).
 
     `service` is the registry's `Scenario.service` (the fraud service for every benchmark here).
     """

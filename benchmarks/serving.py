@@ -150,7 +150,7 @@ def main() -> None:
     p.add_argument("--label", default="", help="what the server was started with")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
     a = p.parse_args()
-    settings = Settings()
+    settings = Settings(scenario="fraud")
     # The server under test runs apart (started by hand with the RTML_* under test): its CPU
     # counts as this run's, found by its port; its settings are what --label says.
     rec = Recorder("serving", settings, ports=(url_port(a.url),))

@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--feast-url", required=True)
     args = p.parse_args()
-    scorer = StockScorer(feast_url=args.feast_url, model=load_model(Settings()))
+    scorer = StockScorer(feast_url=args.feast_url, model=load_model(Settings(scenario="fraud")))
     serve(make_app(scorer, startup=scorer.open, cleanup=scorer.close), host=args.host,
           port=args.port)
 

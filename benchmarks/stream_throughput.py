@@ -193,7 +193,7 @@ def main() -> int:
     parser.add_argument("--flow", default="pipelines.fraud.flow:get_flow()",
                         help="the Bytewax flow (these events are the fraud scenario's)")
     args = parser.parse_args()
-    s = Settings()
+    s = Settings(scenario="fraud")
     rec = Recorder("stream", s, model=False)
     client = connect(s)
     client.delete(*[stream_key(i) for i in range(s.stream_partitions)], FRESHNESS_STREAM)

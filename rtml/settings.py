@@ -1,25 +1,39 @@
 """The one settings object: every knob that changes between machines, read from RTML_* variables.
 
-Built once by the entry point (`Settings()`), then passed down as values. No other module reads the
-environment, so tests construct a `Settings` with what they need instead of patching `os.environ`.
+Built once by the entry point, then passed down as values. No other module reads the environment,
+so tests construct a `Settings` with what they need instead of patching `os.environ`.
+
+Two levels. Platform settings (Redis, files, Feast, the stream's snapshots) are `RTML_<NAME>`.
+The knobs one scenario tunes for itself (its model, budgets, batching, cache, shedding, streams,
+prediction log, monitor limits: `SCENARIO_KNOBS`) are nested under the scenario:
+`RTML_<SCENARIO>__MODEL_TIMEOUT_MS`, `RTML_RECS__CACHE_TTL_S`. `Settings(scenario="fraud")` reads
+them; the flat spelling of a scenario knob is refused with the nested name to use instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_ADDRESS = "localhost:6379"
 
 
 class Settings(BaseSettings):
-    """Runtime configuration (environment variables prefixed `RTML_`)."""
+    """Runtime configuration (environment variables prefixed `RTML_`; see the module docstring)."""
 
     model_config = SettingsConfigDict(env_prefix="RTML_", extra="ignore", frozen=True)
+
+    scenario: str | None = Field(
+        None, description="the scenario whose nested knobs (RTML_<SCENARIO>__*) these hold")
 
     # -- Redis: the online store and the event/prediction streams ---------------------------
     redis_address: str = Field(
@@ -46,7 +60,8 @@ class Settings(BaseSettings):
 
     # -- Serving -----------------------------------------------------------------------------
     serve_workers: int = Field(1, description="BentoML worker processes per service")
-    fraud_model_tag: str = Field("fraud_model:latest", description="BentoML model store tag")
+    model_tag: str | None = Field(
+        None, description="BentoML model store tag (default: <scenario>_model:latest)")
     feature_timeout_ms: float = Field(30.0, description="budget for the online feature read")
     model_timeout_ms: float = Field(30.0, description="budget for the model call")
     max_body_bytes: int = Field(1_000_000, description="larger request bodies get 413")
@@ -80,7 +95,8 @@ class Settings(BaseSettings):
         None, description="serve the stream process's Prometheus metrics on this port")
 
     # -- Prediction log ----------------------------------------------------------------------
-    prediction_stream: str = "rtml:predictions:fraud"
+    prediction_stream: str | None = Field(
+        None, description="the prediction log's stream (default: rtml:predictions:<scenario>)")
     # The cap bounds Redis memory between drains: `python -m benchmarks.claims log` measures it.
     prediction_stream_maxlen: int = Field(250_000, description="approximate cap (XADD MAXLEN ~)")
     prediction_log_flush_ms: float = 50.0
@@ -104,6 +120,33 @@ class Settings(BaseSettings):
         120.0, description="a streamed view whose newest online value is older has stopped")
     monitor_batch_grace_h: float = Field(
         6.0, description="a daily view may be this much older than a day (the nightly run)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init values, then the scenario's nested variables, then the platform's."""
+        scenario = getattr(init_settings, "init_kwargs", {}).get("scenario")
+        sources: list[PydanticBaseSettingsSource] = [init_settings]
+        if scenario:
+            sources.append(_Only(settings_cls, env_prefix=f"RTML_{scenario.upper()}__",
+                                 keep=SCENARIO_KNOBS))
+        sources += [_Platform(settings_cls), file_secret_settings]
+        return tuple(sources)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("scenario"):
+            name = data["scenario"]
+            if not data.get("model_tag"):
+                data["model_tag"] = f"{name}_model:latest"
+            if not data.get("prediction_stream"):
+                data["prediction_stream"] = f"rtml:predictions:{name}"
+        return data
 
     def _host_port(self) -> tuple[str, int]:
         from rtml.redis import parse_address  # rtml.redis imports this module
@@ -160,3 +203,47 @@ class Settings(BaseSettings):
     def predictions_dir(self) -> Path:
         """Partitioned parquet written by the prediction-log drain."""
         return self.data_dir / "predictions"
+
+
+# The knobs a scenario tunes for itself: RTML_<SCENARIO>__<KNOB>.
+SCENARIO_KNOBS = frozenset({
+    "model_tag", "feature_timeout_ms", "model_timeout_ms", "max_body_bytes", "max_batch_rows",
+    "batching", "batch_max_size", "batch_max_latency_ms", "model_backend", "cache", "cache_ttl_s",
+    "cache_max_entries", "max_inflight", "tracing", "stream_partitions",
+    "stream_allowed_lateness_s", "stream_writer", "prediction_stream", "prediction_stream_maxlen",
+    *(name for name in Settings.model_fields
+      if name.startswith("monitor_") and name != "monitor_webhook_url"),
+})
+
+
+class FlatScenarioKnobError(ValueError):
+    """A scenario knob spelt at the platform level (`RTML_MODEL_TIMEOUT_MS`)."""
+
+
+class _Only(EnvSettingsSource):
+    """An environment source that yields only the fields in `keep`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *, env_prefix: str,
+                 keep: frozenset[str]) -> None:
+        super().__init__(settings_cls, env_prefix=env_prefix)
+        self.keep = keep
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if k in self.keep}
+
+
+class _Platform(EnvSettingsSource):
+    """`RTML_<NAME>` for the platform settings; a flat scenario knob is an error, not ignored."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls, env_prefix="RTML_")
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        flat = sorted(k for k in values if k in SCENARIO_KNOBS)
+        if flat:
+            names = ", ".join(f"RTML_{k.upper()}" for k in flat)
+            nested = ", ".join(f"RTML_<SCENARIO>__{k.upper()}" for k in flat)
+            raise FlatScenarioKnobError(
+                f"{names}: a per-scenario setting; set {nested} (e.g. RTML_<SCENARIO>__…) instead")
+        return {k: v for k, v in values.items() if k != "scenario"}

@@ -40,7 +40,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def valkey(sandbox: Path) -> Iterator[Settings]:
     """Settings for a Valkey owned by the tests, on a free port, with the sandbox as repo."""
-    settings = Settings(repo_root=sandbox, redis_address=f"localhost:{free_port()}")
+    settings = Settings(scenario="fraud",
+                        repo_root=sandbox, redis_address=f"localhost:{free_port()}")
     text = (REPO_ROOT / "feature_store.yaml").read_text()
     (sandbox / "feature_store.yaml").write_text(
         text.replace('"localhost:6379"', f'"{settings.redis_address}"'))
@@ -99,7 +100,7 @@ def env_v2(stack: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPa
     (root / "data").symlink_to(stack.data_dir, target_is_directory=True)
     return {**env, "RTML_REPO_ROOT": str(root),
             "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml_v2")),
-            "RTML_PREDICTION_STREAM": "rtml:predictions:fraud_v2"}
+            "RTML_FRAUD__PREDICTION_STREAM": "rtml:predictions:fraud_v2"}
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +109,9 @@ def stack_v2(stack: Settings, env_v2: dict[str, str]) -> Settings:
 
     On the nightly views and the streamed views' backfill (which `rtml features build` wrote).
     """
-    settings = Settings(repo_root=Path(env_v2["RTML_REPO_ROOT"]),
+    settings = Settings(scenario="fraud", repo_root=Path(env_v2["RTML_REPO_ROOT"]),
                         redis_address=stack.redis_address,
-                        prediction_stream=env_v2["RTML_PREDICTION_STREAM"])
+                        prediction_stream=env_v2["RTML_FRAUD__PREDICTION_STREAM"])
     for view in ("customer_fresh", "terminal_fresh"):  # the backfill, not an empty placeholder
         path = settings.features_dir / f"{view}.parquet"
         assert path.exists() and len(pd.read_parquet(path)) > 0, f"no backfill in {path}"

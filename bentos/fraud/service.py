@@ -4,7 +4,7 @@ The kit's scoring core (`rtml.serving.core`) reads the features and calls the mo
 its budget; this file says what a score means for a payment. A slow or failed stage answers
 `approve` with `fallback: true` and the reason: a payment is never blocked by our outage. Every
 response carries `Server-Timing`; every decision goes to the prediction log off the path. Past
-`RTML_MAX_INFLIGHT` scoring requests in flight, new ones get 503 + `Retry-After` at once.
+`RTML_FRAUD__MAX_INFLIGHT` scoring requests in flight, new ones get 503 + `Retry-After` at once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ EXAMPLE_INPUT = dict(EXAMPLE_TRANSACTION)
 # What the model sees for an entity the online store does not know (a new card, a new terminal):
 # no history, generated from the view specs (feature_repo/fraud/specs.py).
 DEFAULT_FEATURES: dict[str, float] = SERVING_DEFAULTS
-_settings = Settings()
+_settings = Settings(scenario="fraud")
 SCORING_PATHS = ("/score", "/score_batch")
 
 
@@ -90,7 +90,7 @@ class FraudService:
     def __init__(self) -> None:
         self.settings = _settings
         self.core = ScoringCore(_settings, service=SERVICE, model_class=FraudModel,
-                                model_tag=_settings.fraud_model_tag, defaults=DEFAULT_FEATURES,
+                                model_tag=_settings.model_tag, defaults=DEFAULT_FEATURES,
                                 on_demand=ON_DEMAND,
                                 train_hint="rtml train fraud",
                                 explain_at=lambda m: m.review_threshold)

@@ -205,7 +205,7 @@ def get_flow() -> Dataflow:
     from rtml.features.push import FeastPushSink
     from rtml.streams.source import RedisStreamSource
 
-    s = Settings()
+    s = Settings(scenario="fraud")
     if s.stream_metrics_port:
         from rtml.metrics import serve_stream_metrics
 

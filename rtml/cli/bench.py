@@ -44,7 +44,7 @@ def bench(
     from benchmarks.record import RESULTS
     from benchmarks.servers import ServerError
 
-    s = settings()
+    s = settings(scenario_name)
     need_redis(s)
     try:
         code = bench_main(s, url=url, duration=duration, skew=skew,
@@ -88,7 +88,7 @@ def bench_side_by_side(
     from benchmarks.record import RESULTS
     from benchmarks.servers import ServerError
 
-    s = settings()
+    s = settings(scenario_name)
     need_redis(s)
     try:
         code = sbs.run(s, targets=[t.strip() for t in targets.split(",") if t.strip()],
@@ -113,10 +113,12 @@ def bench_saturate(
     factor: Annotated[float, typer.Option(help="rate multiplier per step")] = 1.5,
     step_s: Annotated[float, typer.Option(help="seconds per step")] = 10.0,
     batch: Annotated[int, typer.Option(help="rows per /score_batch request (above "
-                                             "RTML_BATCH_MAX_SIZE: see docs/benchmarks.md)")] = 50,
+                                             "RTML_<SCENARIO>__BATCH_MAX_SIZE: see "
+                                             "docs/benchmarks.md)")] = 50,
     url: str = "http://127.0.0.1:3000",
     compare_batching: Annotated[bool, typer.Option(
-        help="start rtml twice, RTML_BATCHING=true and false, and measure both")] = False,
+        help="start rtml twice, RTML_<SCENARIO>__BATCHING=true and false, and measure "
+             "both")] = False,
     port_base: Annotated[int, typer.Option(help="first port for servers it starts")] = 0,
     results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
     target: Annotated[str, typer.Option(help="rtml, or naive / stock (their /score)")] = "rtml",
@@ -137,7 +139,7 @@ def bench_saturate(
     from benchmarks.servers import ServerError
     from benchmarks.side_by_side import PostgresUnavailable
 
-    s = settings()
+    s = settings(scenario_name)
     need_redis(s)
     paths = ["/score", "/score_batch"] if path == "both" else [path]
     try:

@@ -10,10 +10,15 @@ from rtml.redis.embedded import RedisUnavailableError, ensure_redis
 from rtml.scenarios import Scenario, UnknownScenarioError
 from rtml.settings import Settings
 
+DEFAULT_SCENARIO = "fraud"
 
-def settings() -> Settings:
-    """The environment's settings, read when a command runs (never at import)."""
-    return Settings()
+
+def settings(scenario: str | None = DEFAULT_SCENARIO) -> Settings:
+    """The environment's settings for `scenario`, read when a command runs (never at import).
+
+    The scenario's own knobs are `RTML_<SCENARIO>__*` (rtml/settings.py).
+    """
+    return Settings(scenario=scenario)
 
 
 def need_redis(s: Settings) -> None:

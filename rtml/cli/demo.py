@@ -25,6 +25,6 @@ def demo(
     if not drift_amount > 0:
         raise typer.BadParameter(f"--drift {drift_amount:g}: must be > 0 (1 = no drift)")
     run_demo = sc.load("demo")
-    raise typer.Exit(run_demo(settings(), sc, days=days, customers=customers,
+    raise typer.Exit(run_demo(settings(sc.name), sc, days=days, customers=customers,
                               terminals=terminals, replay=replay, port=port, stream=stream,
                               drift_amount=drift_amount))

@@ -51,7 +51,7 @@ def monitor_run(
     model: Annotated[str, typer.Option(help=f"which model: {KNOWN}")] = "fraud",
 ) -> None:
     """Drift, delayed-label quality, freshness and health reports once; exit 0 pass, 1 fail."""
-    raise typer.Exit(_monitor_once(settings(), model))
+    raise typer.Exit(_monitor_once(settings(model), model))
 
 
 @app.command("schedule")
@@ -63,7 +63,7 @@ def monitor_schedule(
 ) -> None:
     """`rtml monitor run` every period (or print the cron line); exits with the last status."""
     scenario(model, needs="monitor")
-    s = settings()
+    s = settings(model)
     period = parse_every(every)
     if print_cron:
         exe = os.path.join(os.path.dirname(sys.executable), "rtml")

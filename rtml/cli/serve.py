@@ -19,7 +19,7 @@ def serve(
 ) -> None:
     """`bentoml serve` the scenario's service (the registry's) from the repo root."""
     sc = scenario(model)
-    s = settings()
+    s = settings(model)
     need_redis(s)
     os.chdir(s.repo_root)
     cmd = serve_command(sc.service, port=port, host=None, bentoml="bentoml")

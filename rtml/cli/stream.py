@@ -62,7 +62,7 @@ def stream_run(
     from rtml.streams.stop import clear_clean_stop
 
     scenario(model, needs="flow")
-    s = settings()
+    s = settings(model)
     need_redis(s)
     # A flow runs again: its silence is a failure from now on, whatever stopped the last one.
     clear_clean_stop(connect(s))

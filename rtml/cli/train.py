@@ -26,7 +26,7 @@ def train(
     sc = scenario(model)
     seed_list = _parse_seeds(seeds) if seeds is not None else None
     trainer = sc.load("trainer")
-    s = settings()
+    s = settings(model)
     t0 = time.perf_counter()
     m = trainer(s, service_name=service or sc.default_feature_service, seeds=seed_list)
     typer.echo(f"trained {m['bentoml_tag']} in {time.perf_counter() - t0:.1f}s on {m['device']}")

@@ -4,7 +4,7 @@ Each `write_batch` (one Bytewax activation: up to a source batch of events) keep
 row of each entity per push source (Feast's Redis store drops a row that is not newer than the
 stored one, so sending superseded rows is pure cost) and writes them to every feature view the push
 source feeds. By default through `rtml.features.writer.FeastRedisWriter`, which writes the bytes
-`FeatureStore.push` would write at a sixth of its cost (`RTML_STREAM_WRITER=feast` uses
+`FeatureStore.push` would write at a sixth of its cost (`RTML_<SCENARIO>__STREAM_WRITER=feast` uses
 `FeatureStore.push` itself; docs/benchmarks.md has both rates).
 
 Push mode is ONLINE, not ONLINE_AND_OFFLINE: the offline twin of these features is the backfill

@@ -15,7 +15,7 @@ for byte against `FeatureStore.push` and reads the result back through Feast):
   `key_ttl_seconds` when set.
 
 Which view a push source feeds is read from the registry once, as `FeatureStore.push` does.
-`RTML_STREAM_WRITER=feast` sends the same rows through `FeatureStore.push` instead.
+`RTML_<SCENARIO>__STREAM_WRITER=feast` sends the same rows through `FeatureStore.push` instead.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class _ViewWrite:
             proto_field = _PROTO_FIELD.get(feature.dtype)
             if proto_field is None:
                 raise ValueError(f"{view.name}.{feature.name}: type {feature.dtype} is not "
-                                 "supported by the direct writer; use RTML_STREAM_WRITER=feast")
+                                 "supported by the direct writer; use "
+                                 "RTML_<SCENARIO>__STREAM_WRITER=feast")
             self.fields[feature.name] = (_mmh3(f"{view.name}:{feature.name}"), proto_field)
 
 

@@ -131,9 +131,10 @@ class Admission:
     """
 
     def __init__(self, app: Any, max_inflight: int, paths: tuple[str, ...] = (),
-                 retry_after_s: int = 1) -> None:
+                 retry_after_s: int = 1, setting: str = "max_inflight") -> None:
         self.app = app
         self.max_inflight = max_inflight
+        self.setting = setting  # the variable that sets the limit, named in the 503
         self.paths = frozenset(paths)
         self.retry_after = str(retry_after_s).encode()
         self.inflight = 0
@@ -147,7 +148,7 @@ class Admission:
             self.shed += 1
             await _send_json(send, 503, {
                 "error": f"overloaded: {self.inflight} requests in flight, the limit is "
-                         f"{self.max_inflight} (RTML_MAX_INFLIGHT); retry shortly",
+                         f"{self.max_inflight} ({self.setting}); retry shortly",
                 "reason": "max_inflight",
             }, headers=[(b"retry-after", self.retry_after)])
             return
@@ -183,6 +184,7 @@ def parse_server_timing(header: str | None) -> dict[str, dict[str, str]]:
 def install(service_cls: Any, *, service: str, paths: tuple[str, ...], max_inflight: int,
             max_body_bytes: int) -> None:
     """Every service's middleware, outermost first: a shed request costs no body read."""
-    service_cls.add_asgi_middleware(Admission, max_inflight=max_inflight, paths=paths)
+    service_cls.add_asgi_middleware(Admission, max_inflight=max_inflight, paths=paths,
+                                    setting=f"RTML_{service.upper()}__MAX_INFLIGHT")
     service_cls.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes)
     service_cls.add_asgi_middleware(Readiness, service=service)

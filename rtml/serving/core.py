@@ -42,7 +42,7 @@ def service_options(settings: Settings, *, name: str, paths: tuple[str, ...]) ->
 
     Access logs off (a log line per request costs more than the model). BentoML wraps every
     request in an OpenTelemetry span even with no exporter configured; the scoring `paths` skip
-    it unless RTML_TRACING=true (see docs/benchmarks.md).
+    it unless RTML_<SCENARIO>__TRACING=true (see docs/benchmarks.md).
     """
     return {"name": name, "workers": settings.serve_workers, "traffic": {"timeout": 10},
             "logging": {"access": {"enabled": False}},

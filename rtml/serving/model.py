@@ -38,7 +38,7 @@ def _candidates(ref: bentoml.Model, booster: xgb.Booster, backend: str, hint: st
         if cuda_available():
             candidates.append(NativeBackend.on(booster, "cuda"))
         elif backend == "xgboost-gpu":
-            raise BackendUnavailable("RTML_MODEL_BACKEND=xgboost-gpu but no CUDA GPU is "
+            raise BackendUnavailable("model_backend xgboost-gpu, but no CUDA GPU is "
                                      "visible to this XGBoost build")
     if not candidates:
         raise BackendUnavailable(f"unknown model backend {backend!r}")

@@ -26,7 +26,7 @@ def claims(stack: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPa
            "100", "--repeat", "1", "--real", "40", "--entries", "500", "--predictions", "3000",
            "--results-dir", str(out)]
     # A cap of 300 entries: the 500 written must be trimmed to about it (MAXLEN ~).
-    proc = subprocess.run(cmd, env={**env, "RTML_PREDICTION_STREAM_MAXLEN": "300"},
+    proc = subprocess.run(cmd, env={**env, "RTML_FRAUD__PREDICTION_STREAM_MAXLEN": "300"},
                           cwd=stack.repo_root, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = {p.name.split("-20")[0]: json.loads(p.read_text()) for p in out.glob("*.json")}

@@ -3,7 +3,7 @@
 The feature store is made slow or broken by a TCP proxy between `bentoml serve` and the tests'
 Valkey (`redis_proxy.RedisProxy`), not by a stand-in for the reader: the service's own Redis
 client meets the delay or the closed socket. The model runs over its budget because the budget
-(`RTML_MODEL_TIMEOUT_MS`) is smaller than any trip through the batcher.
+(`RTML_FRAUD__MODEL_TIMEOUT_MS`) is smaller than any trip through the batcher.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def proxy(stack: Settings) -> Iterator[RedisProxy]:
 def proxied(proxy: RedisProxy, env: dict[str, str]) -> Iterator[httpx.Client]:
     """The fraud service reading its features through the proxy."""
     with bentoml_serve({**env, "RTML_REDIS_ADDRESS": f"127.0.0.1:{proxy.port}",
-                        "RTML_FEATURE_TIMEOUT_MS": str(FEATURE_TIMEOUT_MS),
+                        "RTML_FRAUD__FEATURE_TIMEOUT_MS": str(FEATURE_TIMEOUT_MS),
                         "RTML_REDIS_TIMEOUT_S": str(SOCKET_TIMEOUT_S),
-                        "RTML_PREDICTION_STREAM": "rtml:predictions:resilience"}) as url, \
+                        "RTML_FRAUD__PREDICTION_STREAM": "rtml:predictions:resilience"}) as url, \
             httpx.Client(base_url=url, timeout=30) as client:
         yield client
 
@@ -126,7 +126,7 @@ def test_three_feature_store_errors_open_the_breaker_for_a_second_then_it_closes
 @pytest.fixture(scope="module")
 def model_over_budget(stack: Settings, env: dict[str, str]) -> Iterator[httpx.Client]:
     """A budget of one microsecond: no call through the adaptive batcher can make it."""
-    with bentoml_serve({**env, "RTML_MODEL_TIMEOUT_MS": "0.001"}) as url, \
+    with bentoml_serve({**env, "RTML_FRAUD__MODEL_TIMEOUT_MS": "0.001"}) as url, \
             httpx.Client(base_url=url, timeout=30) as client:
         yield client
 

@@ -109,7 +109,7 @@ def test_score_batch_answers_each_transaction_in_order(client, known):
 
 
 def test_a_batch_longer_than_the_batcher_takes_is_scored_not_refused(client, known):
-    """More rows than `RTML_BATCH_MAX_SIZE` (64) in one request: every row scored, in order."""
+    """More rows than `RTML_FRAUD__BATCH_MAX_SIZE` (64) in one request: all scored, in order."""
     rows = [{**known, "transaction_id": f"long{i}", "amount": 5.0 + i} for i in range(150)]
     resp = client.post("/score_batch", json={"transactions": rows})
     assert resp.status_code == 200

@@ -20,8 +20,8 @@ from tests.support.procs import REPO_ROOT, bentoml_serve
 @pytest.fixture(scope="module")
 def tuned_url(stack: Settings, env: dict[str, str]):
     """Cache on, at most 2 scoring requests in flight, trees in ONNX Runtime."""
-    with bentoml_serve({**env, "RTML_CACHE": "on", "RTML_MAX_INFLIGHT": "2",
-                        "RTML_MODEL_BACKEND": "onnx"}) as url:
+    with bentoml_serve({**env, "RTML_FRAUD__CACHE": "on", "RTML_FRAUD__MAX_INFLIGHT": "2",
+                        "RTML_FRAUD__MODEL_BACKEND": "onnx"}) as url:
         yield url
 
 
@@ -74,7 +74,7 @@ def test_a_burst_past_max_inflight_is_shed_early_and_the_service_stays_up(tuned_
     for shed in (r for r in answers if r.status_code == 503):
         assert shed.headers["retry-after"] == "1"
         body = shed.json()
-        assert body["reason"] == "max_inflight" and "RTML_MAX_INFLIGHT" in body["error"]
+        assert body["reason"] == "max_inflight" and "RTML_FRAUD__MAX_INFLIGHT" in body["error"]
     for ok in (r for r in answers if r.status_code == 200):  # the admitted are answered in full
         assert [d["transaction_id"] for d in ok.json()] == [r["transaction_id"] for r in rows]
     with httpx.Client(base_url=tuned_url, timeout=10) as c:

@@ -88,7 +88,8 @@ def test_backlogged_flow_serves_the_recomputation_and_decays_with_timers(stack: 
     parts = stack.stream_partitions
     _clear(client, parts)
     # A 60 s lateness (the default is the longest window) so that some events are too late.
-    flow = h.flow_process({**env, "RTML_STREAM_ALLOWED_LATENESS_S": "60"}, tmp_path / "recovery",
+    flow = h.flow_process({**env, "RTML_FRAUD__STREAM_ALLOWED_LATENESS_S": "60"},
+                          tmp_path / "recovery",
                           log=tmp_path / "flow.log")
     try:
         warm = h.sentinels("warm", datetime.now(UTC), parts)
@@ -241,7 +242,8 @@ def test_two_processes_split_the_partitions_and_equal_the_recomputation(stack: S
 
 def test_flow_rides_out_a_redis_restart(stack: Settings, env, tmp_path):
     """Redis goes away mid-run and comes back: the flow keeps running and loses nothing."""
-    own = Settings(repo_root=stack.repo_root, redis_address=f"localhost:{free_port()}")
+    own = Settings(scenario="fraud",
+                   repo_root=stack.repo_root, redis_address=f"localhost:{free_port()}")
     start_embedded(own)
     flow_env = {**env, "RTML_REDIS_ADDRESS": own.redis_address}
     client = connect(own)

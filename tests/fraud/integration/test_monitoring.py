@@ -69,7 +69,8 @@ def test_monitor_run_reports_from_the_log_with_delayed_labels(logged: Settings, 
     this shared machine's load decides, so its limits are lifted here; the next test fails a
     run on latency.
     """
-    proc = _monitor({**env, "RTML_MONITOR_P95_MS": "10000", "RTML_MONITOR_P99_MS": "10000"},
+    proc = _monitor({**env, "RTML_FRAUD__MONITOR_P95_MS": "10000",
+                     "RTML_FRAUD__MONITOR_P99_MS": "10000"},
                     "run", "--model", "fraud")
     summary = json.loads((logged.reports_dir / "fraud" / "latest.json").read_text())
     assert proc.returncode == 0, (summary["failed_checks"], proc.stdout[-2000:],
@@ -93,7 +94,7 @@ def test_monitor_run_reports_from_the_log_with_delayed_labels(logged: Settings, 
 
 
 def test_a_latency_limit_below_the_observed_p99_fails_the_run(logged: Settings, env):
-    proc = _monitor({**env, "RTML_MONITOR_P99_MS": "0.001"}, "run")
+    proc = _monitor({**env, "RTML_FRAUD__MONITOR_P99_MS": "0.001"}, "run")
     assert proc.returncode == 1
     summary = json.loads((logged.reports_dir / "fraud" / "latest.json").read_text())
     assert any("0.99" in name and name.startswith("health") for name in summary["failed_checks"])

@@ -85,7 +85,7 @@ def _training_repo(stack: Settings, tmp: Path, transactions: pd.DataFrame, until
         shutil.copy(stack.repo_root / name, root / name)
     shutil.copytree(stack.repo_root / "feature_repo", root / "feature_repo",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    settings = Settings(repo_root=root, redis_address=stack.redis_address)
+    settings = Settings(scenario="fraud", repo_root=root, redis_address=stack.redis_address)
     shutil.copytree(stack.features_dir, settings.features_dir)
     shutil.copy(stack.data_dir / "registry.db", settings.data_dir / "registry.db")
     raw = tmp / "transactions.parquet"

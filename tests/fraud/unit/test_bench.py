@@ -72,7 +72,7 @@ def raw_settings(tmp_path) -> Settings:
     })
     (tmp_path / "data" / "raw").mkdir(parents=True)
     tx.to_parquet(tmp_path / "data" / "raw" / "transactions.parquet", index=False)
-    return Settings(repo_root=tmp_path)
+    return Settings(scenario="fraud", repo_root=tmp_path)
 
 
 def test_sampled_requests_are_held_out_transactions_of_the_drawn_customer(raw_settings):

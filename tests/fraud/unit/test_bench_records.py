@@ -91,7 +91,7 @@ def test_discard_rule_names_the_worst_window():
 
 
 def test_results_file_carries_the_metadata(tmp_path):
-    settings = Settings(redis_address="localhost:1")  # nothing listens on port 1
+    settings = Settings(scenario="fraud", redis_address="localhost:1")  # nothing listens on port 1
     rec = Recorder("unit", settings, model=False)
     with rec.window("measured"):
         sum(range(10_000))
@@ -113,7 +113,7 @@ def test_results_file_carries_the_metadata(tmp_path):
 
 
 def test_a_disturbed_run_is_written_and_marked_discarded(tmp_path):
-    rec = Recorder("unit", Settings(redis_address="localhost:1"), model=False)
+    rec = Recorder("unit", Settings(scenario="fraud", redis_address="localhost:1"), model=False)
     rec.cpu.windows["step 1"] = {"others_share": 0.05}
     rec.cpu.windows["step 2"] = {"others_share": 0.42}
     data = json.loads(rec.write({"x": 1}, out_dir=tmp_path).read_text())
@@ -124,7 +124,7 @@ def test_a_disturbed_run_is_written_and_marked_discarded(tmp_path):
 def test_settings_record_masks_secrets(monkeypatch):
     monkeypatch.setenv("RTML_REDIS_ADDRESS", "redis.example:6380,password=hunter2")
     monkeypatch.setenv("RTML_MONITOR_WEBHOOK_URL", "https://user:pw@hooks.example/x")
-    rec = settings_record(Settings())
+    rec = settings_record(Settings(scenario="fraud"))
     text = json.dumps(rec)
     assert "hunter2" not in text and "pw@" not in text
     assert rec["env"]["RTML_REDIS_ADDRESS"].startswith("redis.example:6380")
@@ -207,7 +207,7 @@ def test_runs_page_lists_every_file_and_marks_the_bad_ones(tmp_path):
     legacy = {"kind": "score", "machine": {"cpus": 2}, "runs": [
         {"label": "200", "target_rps": 200, "latency_ms": {"p99": 4.29}}]}
     (tmp_path / "score-20260101T000000Z.json").write_text(json.dumps(legacy))
-    rec = Recorder("score", Settings(redis_address="localhost:1"), model=False)
+    rec = Recorder("score", Settings(scenario="fraud", redis_address="localhost:1"), model=False)
     rec.cpu.windows["/score 200 rps"] = {"others_share": 0.03}
     good = rec.write({"runs": legacy["runs"]}, out_dir=tmp_path)
     time.sleep(0)  # (same-second writes get distinct names)

@@ -63,7 +63,7 @@ def test_a_drain_killed_mid_way_then_rerun_writes_every_row_exactly_once(
     ids = _log_rows(stack)
     assert client.xlen(STREAM) == ROWS
     # Its own repo root: the parquet goes to tmp_path/data/predictions, apart from other tests.
-    drain_env = {**env, "RTML_REPO_ROOT": str(tmp_path), "RTML_PREDICTION_STREAM": STREAM}
+    drain_env = {**env, "RTML_REPO_ROOT": str(tmp_path), "RTML_FRAUD__PREDICTION_STREAM": STREAM}
     out = tmp_path / "data" / "predictions"
     cmd = [str(BIN / "rtml"), "log", "drain", "--batch", str(BATCH)]
 

@@ -83,7 +83,8 @@ def cluster_env(stack: Settings, env: dict[str, str], cluster: Cluster,
 
 
 def _settings(env: dict[str, str]) -> Settings:
-    return Settings(repo_root=Path(env["RTML_REPO_ROOT"]), redis_address=env["RTML_REDIS_ADDRESS"])
+    return Settings(scenario="fraud",
+                    repo_root=Path(env["RTML_REPO_ROOT"]), redis_address=env["RTML_REDIS_ADDRESS"])
 
 
 def _feast_on(cluster: Cluster, repo_root: Path) -> FeatureStore:

@@ -288,7 +288,8 @@ async def _request(app, path: str = "/score") -> tuple[int, dict[bytes, bytes], 
 def test_admission_sheds_past_the_limit_with_503_retry_after_and_a_reason():
     async def scenario():
         inner = HeldApp()
-        app = Admission(inner, max_inflight=2, paths=("/score", "/score_batch"))
+        app = Admission(inner, max_inflight=2, paths=("/score", "/score_batch"),
+                        setting="RTML_FRAUD__MAX_INFLIGHT")
         held = [asyncio.create_task(_request(app)), asyncio.create_task(_request(app, "/score"))]
         await asyncio.sleep(0)
         assert app.inflight == 2
@@ -307,7 +308,7 @@ def test_admission_sheds_past_the_limit_with_503_retry_after_and_a_reason():
     assert headers[b"retry-after"] == b"1"
     assert headers[b"content-type"] == b"application/json"
     payload = json.loads(body)
-    assert payload["reason"] == "max_inflight" and "RTML_MAX_INFLIGHT" in payload["error"]
+    assert payload["reason"] == "max_inflight" and "RTML_FRAUD__MAX_INFLIGHT" in payload["error"]
     assert entered_while_full == 3  # two scoring requests + the readiness probe
     assert [d[0] for d in done] == [200, 200, 200]
     assert after[0] == 200  # capacity comes back when requests finish
