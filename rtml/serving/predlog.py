@@ -44,6 +44,8 @@ class PredictionLog:
         self.flush_s = flush_ms / 1000
         self._buffer: deque[dict[str, str]] = deque(maxlen=buffer_max)
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: two would send the same entries and then pop more than they sent.
+        self._flushing = asyncio.Lock()
         self.dropped = 0  # entries lost because the buffer overflowed (Redis down for long)
         self.written = 0
 
@@ -57,6 +59,10 @@ class PredictionLog:
 
     async def flush(self) -> int:
         """Write what is buffered now; on failure keep it for the next try."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         batch = list(self._buffer)
         if not batch:
             return 0

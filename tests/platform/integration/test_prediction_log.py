@@ -91,3 +91,27 @@ def test_a_drain_killed_mid_way_then_rerun_writes_every_row_exactly_once(
         f"date={(TODAY - timedelta(days=1)).date()}", f"date={TODAY.date()}"}
     assert not list(out.glob("date=*/.*"))  # no temporary file left behind
     client.delete(STREAM)
+
+
+def test_flushes_that_overlap_write_each_entry_once(valkey: Settings):
+    """A shutdown flush racing the background one: every entry once, nothing lost or raised."""
+    stream = "rtml:predictions:overlap-test"
+    n = 5000
+
+    async def write() -> int:
+        client = connect_async(valkey)
+        await client.delete(stream)
+        log = PredictionLog(client=client, stream=stream, maxlen=10 * n, flush_ms=1)
+        for i in range(n):
+            log.append({"request_id": f"r{i}", "score": i / n})
+        results = await asyncio.gather(log.flush(), log.flush(), log.flush())
+        while log._task is not None and not log._task.done():
+            await asyncio.sleep(0.01)
+        length = await client.xlen(stream)
+        await client.aclose()
+        assert sum(results) == n and log.written == n
+        return length
+
+    assert asyncio.run(write()) == n
+    ids = [f.get(b"request_id") for _, f in connect(valkey).xrange(stream)]
+    assert len(ids) == len(set(ids)) == n
