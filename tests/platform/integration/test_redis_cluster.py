@@ -34,6 +34,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.cluster import RedisCluster
 
+from feature_repo.fraud.request_features import ON_DEMAND
 from pipelines.fraud.events import DEAD_LETTER_STREAM, stream_key
 from rtml.features.online import OnlineReader, load_store, service_feature_names
 from rtml.features.online_store import MATERIALIZED_KEY, STORE_ID_KEY, store_id
@@ -265,7 +266,7 @@ def test_the_flow_reads_and_writes_the_cluster(cluster_env, cluster: Cluster, tm
     store = load_store(settings)
     names = service_feature_names(store, "fraud_model_v2")
     reader = OnlineReader(store=store, service_name="fraud_model_v2",
-                          defaults=dict.fromkeys(names, 0.0))
+                          defaults=dict.fromkeys(names, 0.0), on_demand=ON_DEMAND)
     rows = reader.read_sync(client, [{"customer_id": c, "terminal_id": 1, "amount": 1.0}
                                      for c in customers])
     for c, row in zip(customers, rows, strict=True):
