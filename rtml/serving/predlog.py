@@ -23,6 +23,7 @@ import redis
 log = logging.getLogger(__name__)
 
 GROUP = "drain"
+FLUSH_CHUNK = 500  # entries per pipelined write: well inside one socket timeout
 
 
 def _encode(entry: Mapping[str, Any]) -> dict[str, str]:
@@ -63,21 +64,27 @@ class PredictionLog:
             return await self._flush()
 
     async def _flush(self) -> int:
-        batch = list(self._buffer)
-        if not batch:
-            return 0
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for fields in batch:
-                    pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
-                await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            log.warning("prediction log: %d entries wait for Redis (%s)", len(batch), exc)
-            return 0
-        for _ in batch:
-            self._buffer.popleft()
-        self.written += len(batch)
-        return len(batch)
+        # In chunks: one pipeline of the whole buffer (40 k entries after an outage) outlives the
+        # service's 0.5 s socket timeout, fails after Redis has taken part of it, and every retry
+        # writes that part again -- forever, once the buffer is big enough. A chunk that times out
+        # is the most a retry can write twice.
+        sent = 0
+        while self._buffer:
+            chunk = [self._buffer[i] for i in range(min(FLUSH_CHUNK, len(self._buffer)))]
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for fields in chunk:
+                        pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+                    await pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("prediction log: %d entries wait for Redis (%s)",
+                            len(self._buffer), exc)
+                break
+            for _ in chunk:
+                self._buffer.popleft()
+            self.written += len(chunk)
+            sent += len(chunk)
+        return sent
 
     async def _run(self) -> None:
         while self._buffer:

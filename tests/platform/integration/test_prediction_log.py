@@ -115,3 +115,28 @@ def test_flushes_that_overlap_write_each_entry_once(valkey: Settings):
     assert asyncio.run(write()) == n
     ids = [f.get(b"request_id") for _, f in connect(valkey).xrange(stream)]
     assert len(ids) == len(set(ids)) == n
+
+
+def test_a_buffer_bigger_than_one_socket_timeout_is_written_once(valkey: Settings):
+    """After an outage the buffer holds tens of thousands of decisions; the service's short socket
+    timeout must not turn their flush into a loop of partial writes, each retry adding copies."""
+    stream = "rtml:predictions:backlog-test"
+    n = 60_000
+
+    async def write() -> None:
+        client = connect_async(valkey, timeout_s=0.05)  # tighter than the service's 0.5 s
+        await client.delete(stream)
+        log = PredictionLog(client=client, stream=stream, maxlen=10 * n, flush_ms=1,
+                            buffer_max=n)
+        for i in range(n):
+            log.append({"request_id": f"r{i}", "score": i / n, "features": {"x": float(i)},
+                        "model_version": "fraud_model:test", "decision": "approve"})
+        deadline = time.monotonic() + 60
+        while log.written < n:
+            assert time.monotonic() < deadline, (log.written, n)
+            await asyncio.sleep(0.01)
+        await client.aclose()
+
+    asyncio.run(write())
+    ids = [f[b"request_id"] for _, f in connect(valkey).xrange(stream)]
+    assert len(ids) == len(set(ids)) == n  # each decision once, none lost
