@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     # -- Feast -------------------------------------------------------------------------------
     feast_project: str = "rtml"
+    offline_store: Literal["file", "duckdb"] | None = Field(
+        None, description="Feast offline store for point-in-time training sets: file (dask) or "
+        "duckdb; unset: as feature_store.yaml says")
 
     # -- Serving -----------------------------------------------------------------------------
     serve_workers: int = Field(1, description="BentoML worker processes per service")

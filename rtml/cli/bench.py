@@ -190,3 +190,21 @@ def bench_cost(
     out = cost.write(settings(), source=src, capacities=capacity, rule=rule, text=text,
                      out_dir=path_or(results_dir, RESULTS), **options)
     typer.echo(f"results: {out}")
+
+
+@app.command("offline")
+def bench_offline(
+    stores: Annotated[str, typer.Option(help="Feast offline stores: duckdb,file")] = "duckdb,file",
+    rows: Annotated[str, typer.Option(help="entity rows per training set")] = "1000000",
+    chunk_days: Annotated[str, typer.Option(help="days per get_historical_features call")] = "7",
+    timeout: Annotated[float, typer.Option(help="seconds before one build is stopped")] = 1800,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+) -> None:
+    """Point-in-time training sets of fraud_model_v2 on each offline store: time and peak RSS."""
+    from benchmarks.offline_pit import run
+
+    out = run(settings(scenario="fraud"), stores=stores.split(","),
+              rows=[int(r) for r in rows.split(",")],
+              chunk_days=[int(c) for c in chunk_days.split(",")], timeout_s=timeout,
+              results_dir=Path(results_dir) if results_dir else None)
+    typer.echo(f"wrote {out}")

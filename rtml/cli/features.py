@@ -57,7 +57,7 @@ def materialize(
         return
     need_redis(s)
 
-    from rtml.features.online import load_store
+    from rtml.features.online import in_repo, load_store
     from rtml.features.online_store import materialize_window, record_materialized
 
     client = connect(s)
@@ -70,7 +70,8 @@ def materialize(
                       default=timedelta(days=1))
         start, why = materialize_window(client, now=now, max_ttl=max_ttl)
         typer.echo(f"materialize into {s.redis_address}: {why}", err=True)
-        store.materialize(start_date=start, end_date=now)
+        with in_repo(store):
+            store.materialize(start_date=start, end_date=now)
         record_materialized(client, now)
         typer.echo(f"materialized in {time.perf_counter() - t0:.1f}s")
         if period is None:

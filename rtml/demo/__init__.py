@@ -113,7 +113,7 @@ def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: in
     from pipelines.fraud.simulate import SimulatedData, simulate, write
     from pipelines.fraud.windows import write_backfill
     from rtml.demo.plan import history, replay_split, score_requests, stream_start, timeline
-    from rtml.features.online import apply_repo, load_store
+    from rtml.features.online import apply_repo, in_repo, load_store
     from rtml.features.online_store import record_materialized
     from rtml.features.push import FRESHNESS_STREAM
     from rtml.serving.predlog import drain
@@ -161,8 +161,9 @@ def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: in
     # every run, so it rewrites the whole serving window rather than continuing from the last
     # run's watermark (what the nightly `rtml materialize` does).
     nightly = [v.name for v in store.list_feature_views() if v.tags.get("refresh") != "stream"]
-    store.materialize(start_date=plan.now - timedelta(days=3), end_date=plan.now,
-                      feature_views=nightly)
+    with in_repo(store):
+        store.materialize(start_date=plan.now - timedelta(days=3), end_date=plan.now,
+                          feature_views=nightly)
     record_materialized(client, plan.now)  # a later `rtml materialize` continues from here
     _done(t, f"{', '.join(nightly)} ({cleared:,} rows of an earlier run deleted)")
 

@@ -10,8 +10,10 @@ request costs one pipelined HMGET per view and no registry work. A test keeps it
 from __future__ import annotations
 
 import math
+import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,27 @@ def load_store(settings: Settings) -> FeatureStore:
     root = Path(settings.repo_root)
     raw = yaml.safe_load((root / "feature_store.yaml").read_text())
     raw["online_store"].update(feast_online_store(settings))
+    if settings.offline_store is not None:
+        raw["offline_store"] = {"type": settings.offline_store}
     config = RepoConfig(**raw)
     config.repo_path = root
     return FeatureStore(repo_path=str(root), config=config)
+
+
+@contextmanager
+def in_repo(store: FeatureStore) -> Iterator[None]:
+    """Run offline reads (point-in-time joins, materialize) from the repo root.
+
+    Feast's DuckDB offline store reads a `FileSource`'s relative path against the working
+    directory (its file store, against the repo), so a job started anywhere else would read no
+    files, or another repo's. `feast` itself is run from the repo root, where this changes nothing.
+    """
+    before = Path.cwd()
+    os.chdir(store.repo_path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def feast_online_store(settings: Settings) -> dict[str, str]:

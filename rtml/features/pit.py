@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from rtml.features.online import in_repo
+
 
 def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFrame, *,
                            id_column: str, chunk_days: int = 7) -> pd.DataFrame:
@@ -22,11 +24,15 @@ def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFram
     features, sorted by `id_column`.
     """
     entity_df = entity_df.copy()
-    # Feast keeps one entity row per (join keys, timestamp): two requests of one key in the same
-    # second would lose one. Nanosecond offsets make every timestamp unique; the nightly
-    # snapshots (at midnight) they are joined to cannot change.
-    entity_df["event_timestamp"] += pd.to_timedelta(
-        entity_df.groupby("event_timestamp").cumcount(), unit="ns")
+    if store.config.offline_store.type == "file":
+        # Feast's file store keeps one entity row per (join keys, timestamp): two requests of one
+        # key in the same second would lose one. Nanosecond offsets make every timestamp unique;
+        # the nightly snapshots (at midnight) they are joined to cannot change. (The DuckDB store
+        # numbers its entity rows and keeps them all; it also refuses sub-microsecond times.)
+        entity_df["event_timestamp"] += pd.to_timedelta(
+            entity_df.groupby("event_timestamp").cumcount(), unit="ns")
+    else:
+        entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.floor("us")
     # Features as of just before the request: when it is scored online, the stream has not yet
     # counted it, so its own streamed row (stamped at its event time) must not join offline.
     entity_df["event_timestamp"] -= pd.Timedelta(microseconds=1)
@@ -40,21 +46,27 @@ def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFram
     # frame's time range: one 90-day frame joined ~100 M candidate rows (and ran out of memory
     # with the per-event streamed views). Week-sized frames keep that bounded.
     weeks = (entity_df["event_timestamp"] - pd.Timestamp(0, tz="UTC")).dt.days // chunk_days
-    parts = []
-    for _, chunk in entity_df.groupby(weeks, sort=True):
-        part = store.get_historical_features(entity_df=chunk, features=base).to_df()
-        for view, names in fresh.items():
-            # The backfill writes a row at every event and every decay, so "the latest row at or
-            # before t" is the windows as of t. Feast's file store drops entity rows with no
-            # streamed row inside the view's TTL: a key quiet for that long has empty windows
-            # (its last row, a decay to zero, fell out of the TTL), which is what the stream
-            # serves too.
-            got = store.get_historical_features(
-                entity_df=chunk, features=[f"{view}:{n}" for n in names]).to_df()
-            part = part.merge(got[[id_column, *names]], on=id_column, how="left")
-            part[names] = part[names].fillna(0)
-        parts.append(part)
+    with in_repo(store):
+        parts = [_join(store, chunk, base, fresh, id_column)
+                 for _, chunk in entity_df.groupby(weeks, sort=True)]
     frame = pd.concat(parts, ignore_index=True).sort_values(id_column).reset_index(drop=True)
     if len(frame) != len(entity_df):
         raise RuntimeError(f"Feast returned {len(frame)} rows for {len(entity_df)} requests")
     return frame
+
+
+def _join(store: Any, chunk: pd.DataFrame, base: list[str], fresh: dict[str, list[str]],
+          id_column: str) -> pd.DataFrame:
+    """One chunk: the batch views in one call, each streamed view in its own."""
+    part = store.get_historical_features(entity_df=chunk, features=base).to_df()
+    for view, names in fresh.items():
+        # The backfill writes a row at every event and every decay, so "the latest row at or
+        # before t" is the windows as of t. Feast's file store drops entity rows with no
+        # streamed row inside the view's TTL: a key quiet for that long has empty windows
+        # (its last row, a decay to zero, fell out of the TTL), which is what the stream
+        # serves too.
+        got = store.get_historical_features(
+            entity_df=chunk, features=[f"{view}:{n}" for n in names]).to_df()
+        part = part.merge(got[[id_column, *names]], on=id_column, how="left")
+        part[names] = part[names].fillna(0)
+    return part

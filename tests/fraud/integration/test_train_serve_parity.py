@@ -140,19 +140,23 @@ def test_training_features_equal_what_the_service_reads(stack_v2: Settings, env_
     history = pd.concat([raw[h.COLUMNS], events, warm, done], ignore_index=True)
     history["transaction_id"] = history["transaction_id"].astype(str)
     training = _training_repo(stack_v2, tmp_path, history, until=datetime.now(UTC))
-    built = point_in_time_features(load_store(training), "fraud_model_v2",
-                                   requests.reset_index(drop=True)).set_index("transaction_id")
     features = json.loads((stack_v2.artifacts_dir / "fraud" / "metrics.json").read_text()
                           )["features"]
     assert {"cust_tx_count_10m", "cust_amount_sum_1h", "term_tx_count_1h",
             "cust_tx_count_30d", "amount_vs_cust_mean_30d"} <= set(features)
-    got = served.loc[built.index, features].astype(float)
-    want = built[features].astype(float)
-    diff = ~np.isclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True)
-    assert not diff.any(), (
-        "training and serving disagree:\n"
-        + pd.concat({"served": got[diff.any(axis=1)], "training": want[diff.any(axis=1)]},
-                    axis=1).T.to_string())
+    # Both offline stores a team can choose (DuckDB, the default; Feast's dask file store).
+    for offline in ("duckdb", "file"):
+        built = point_in_time_features(
+            load_store(training.model_copy(update={"offline_store": offline})),
+            "fraud_model_v2", requests.reset_index(drop=True)).set_index("transaction_id")
+        got = served.loc[built.index, features].astype(float)
+        want = built[features].astype(float)
+        diff = ~np.isclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9,
+                           equal_nan=True)
+        assert not diff.any(), (
+            f"training ({offline} offline store) and serving disagree:\n"
+            + pd.concat({"served": got[diff.any(axis=1)], "training": want[diff.any(axis=1)]},
+                        axis=1).T.to_string())
     # The requests cover what the skew was about: windows that decayed since the last payment.
     fresh = want[["cust_tx_count_10m", "cust_tx_count_1h"]]
     assert ((fresh["cust_tx_count_10m"] == 0) & (fresh["cust_tx_count_1h"] > 0)).any()

@@ -1,0 +1,109 @@
+"""Point-in-time training sets at scale: Feast's offline stores side by side (`rtml bench offline`).
+
+Issue 13 part 1. Training builds its frame with `rtml.features.pit.point_in_time_features`, i.e.
+Feast's `get_historical_features` over the fraud feature service (nightly views + the backfill of
+the streamed windows); this benchmark times exactly that call for N entity rows on each offline
+store and records wall time and peak RSS. Each measurement runs in a fresh process, so its peak
+RSS is its own (`ru_maxrss` of that process) and no store's caches help another.
+
+Entity rows are requests drawn from the demo's data (run `make demo` or `rtml data generate` +
+`rtml features build` first): a (customer, terminal, amount) of a real payment at a uniformly
+random instant after the 30-day warm-up, so every key has history to join and the rows spread
+over the whole range the way a training frame's do. Seeded.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rtml.settings import Settings
+
+SERVICE = "fraud_model_v2"
+WARMUP_DAYS = 30
+
+
+def entity_rows(settings: Settings, n: int, *, seed: int = 7) -> pd.DataFrame:
+    """`n` requests at random instants, with the keys and amounts of real payments."""
+    tx = pd.read_parquet(settings.raw_dir / "transactions.parquet",
+                         columns=["customer_id", "terminal_id", "amount", "event_timestamp"])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(tx), n)
+    first = tx["event_timestamp"].min() + pd.Timedelta(days=WARMUP_DAYS)
+    span_s = (tx["event_timestamp"].max() - first).total_seconds()
+    df = tx.iloc[pick][["customer_id", "terminal_id", "amount"]].reset_index(drop=True)
+    df["event_timestamp"] = first + pd.to_timedelta(rng.uniform(0, span_s, n), unit="s")
+    df.insert(0, "transaction_id", np.arange(n, dtype=np.int64))
+    return df
+
+
+def measure_one(store: str, rows: int, *, chunk_days: int, repo: Path) -> dict[str, Any]:
+    """In this process: build the frame once on `store`; seconds, peak RSS, rows and a checksum."""
+    from rtml.features.online import load_store
+    from rtml.features.pit import point_in_time_features
+
+    settings = Settings(scenario="fraud", repo_root=repo, offline_store=store)  # type: ignore[arg-type]
+    entity_df = entity_rows(settings, rows)
+    feast_store = load_store(settings)
+    started = time.perf_counter()
+    frame = point_in_time_features(feast_store, SERVICE, entity_df, id_column="transaction_id",
+                                   chunk_days=chunk_days)
+    seconds = time.perf_counter() - started
+    numeric = frame.select_dtypes("number").drop(columns=["transaction_id"])
+    return {"store": store, "rows": rows, "chunk_days": chunk_days,
+            "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "frame_rows": len(frame), "features": numeric.shape[1],
+            # Equal across stores when they join the same values (a cheap cross-check).
+            "checksum": round(float(numeric.fillna(0).to_numpy(dtype=float).sum()), 3)}
+
+
+def run_isolated(store: str, rows: int, *, chunk_days: int, repo: Path,
+                 timeout_s: float) -> dict[str, Any]:
+    """`measure_one` in a fresh interpreter; a failure or timeout is recorded, not raised."""
+    cmd = [sys.executable, "-m", "benchmarks.offline_pit", store, str(rows), str(chunk_days),
+           str(repo)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"store": store, "rows": rows, "chunk_days": chunk_days,
+                "error": f"not finished within {timeout_s:.0f} s (stopped)"}
+    if done.returncode != 0:
+        return {"store": store, "rows": rows, "chunk_days": chunk_days,
+                "error": (done.stderr.strip().splitlines() or ["?"])[-1][:300],
+                "exit": done.returncode}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: list[int],
+        timeout_s: float, results_dir: Path | None = None) -> Path:
+    """Every (rows, store, chunk) in turn, each in its own process; one results file."""
+    from benchmarks.record import RESULTS, Recorder
+
+    rec = Recorder("offline-pit", settings, model=False)
+    runs = []
+    for n in rows:
+        for store in stores:
+            for chunk in chunk_days:
+                with rec.window(f"{store}-{n}-{chunk}d"):
+                    got = run_isolated(store, n, chunk_days=chunk, repo=settings.repo_root,
+                                       timeout_s=timeout_s)
+                print(json.dumps(got), flush=True)
+                runs.append(got)
+    data = pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["customer_id"])
+    return rec.write({"service": SERVICE, "history_rows": len(data),
+                      "customers": int(data["customer_id"].nunique()), "runs": runs},
+                     out_dir=results_dir or RESULTS)
+
+
+if __name__ == "__main__":  # the child process of `run_isolated`
+    store_, rows_, chunk_, repo_ = sys.argv[1:5]
+    print(json.dumps(measure_one(store_, int(rows_), chunk_days=int(chunk_), repo=Path(repo_))))
