@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from feast import FeatureStore, RepoConfig
@@ -165,10 +166,23 @@ def test_a_wrong_or_missing_password_or_a_wrong_ca_fails_in_one_clear_line(
 
 @pytest.fixture(scope="module")
 def served(prod_env: dict[str, str]) -> Iterator[tuple[str, Path]]:
-    """`bentoml serve` with the keys, the protected Redis and the access log on."""
+    """`bentoml serve` with the keys, the protected Redis, the access log on, two workers."""
     root = Path(prod_env["RTML_REPO_ROOT"])
-    with bentoml_serve(prod_env, timeout_s=300) as url:
+    with bentoml_serve({**prod_env, "RTML_SERVE_WORKERS": "2"}, timeout_s=300) as url:
         yield url, root / f"serve-{url.rsplit(':', 1)[1]}.log"
+
+
+def _workers(repo_root: Path) -> list[psutil.Process]:
+    """The BentoML worker processes serving this module's repo copy."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if ("--worker-id" in (proc.info["cmdline"] or [])
+                    and proc.environ().get("RTML_REPO_ROOT") == str(repo_root)):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 def test_scoring_needs_one_of_the_keys_health_and_metrics_do_not(served, keys, prod_env,
@@ -184,6 +198,9 @@ def test_scoring_needs_one_of_the_keys_health_and_metrics_do_not(served, keys, p
             "terminal_id": int(r.terminal_id), "amount": float(r.amount),
             "timestamp": "2026-11-28T12:00:00Z"} for r in picked.itertuples()]
     txs.append({**txs[0], "transaction_id": "prod-big", "amount": 5000.0})
+    assert len(_workers(settings.repo_root)) == 2  # RTML_SERVE_WORKERS
+    for _ in range(10):  # fresh connections, spread over the workers: none lets one through
+        assert httpx.post(f"{url}/score", json=txs[0], timeout=10).status_code == 401
     with httpx.Client(base_url=url, timeout=10) as anon:
         for path, body in (("/score", txs[0]), ("/score_batch", {"transactions": txs[:2]})):
             r = anon.post(path, json=body)
@@ -192,6 +209,13 @@ def test_scoring_needs_one_of_the_keys_health_and_metrics_do_not(served, keys, p
             assert r.status_code == 401 and old[:-1] not in r.text
         for path in ("/livez", "/readyz", "/metrics"):
             assert anon.get(path).status_code == 200, path
+        # The first read may spend its 30 ms budget on the TLS handshake and AUTH (and fall
+        # back, flagged); the connection is set up regardless and serves from then on.
+        deadline = time.monotonic() + 10
+        while anon.post("/score", json={**txs[0], "transaction_id": "warm"},
+                        headers={"X-API-Key": new}).json()["fallback"]:
+            assert time.monotonic() < deadline, "the service never read the Redis in budget"
+            time.sleep(0.2)
         # The new key, as a header: a batch of all of them, none fell back.
         r = anon.post("/score_batch", json={"transactions": txs}, headers={"X-API-Key": new})
         assert r.status_code == 200 and not any(d["fallback"] for d in r.json()), r.text
