@@ -105,3 +105,13 @@ def test_feast_cluster_config_carries_tls_and_auth():
     _, params = RedisOnlineStore._parse_connection_string(
         feast_online_store(settings)["connection_string"])
     assert params == {"ssl": True, "username": "svc", "password": "s3cret"}
+
+
+@pytest.mark.parametrize("address", ["redis://svc:hunter22@h1:7000", "rediss://:hunter22@h1:7000",
+                                     "redis+cluster://svc:hunter22@h1:7000,h2:7000",
+                                     "h1:7000,password=hunter22"])
+def test_credentials_in_the_address_are_refused_without_repeating_them(address):
+    """Addresses are printed in logs: a password belongs in RTML_REDIS_PASSWORD."""
+    with pytest.raises(ValueError, match="RTML_REDIS_PASSWORD") as info:
+        factory.parse_address(address)
+    assert "hunter22" not in str(info.value)
