@@ -28,6 +28,7 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
+import redis
 import yaml
 from feast import FeatureStore, RepoConfig
 from pydantic import SecretStr
@@ -157,10 +158,13 @@ def test_a_wrong_or_missing_password_or_a_wrong_ca_fails_in_one_clear_line(
     other_ca, _ = self_signed(tmp_path / "other")
     line = _fails_in_one_line({**prod_env, "RTML_REDIS_TLS_CA_FILE": str(other_ca)}, "serve")
     assert "TLS to Redis" in line and "RTML_REDIS_TLS_CA_FILE" in line
-    # Nothing reaches Valkey without TLS: the plain port is the server's, not the clients'.
-    plain = connect(address=f"127.0.0.1:{protected.valkey_port}", username=USER,
-                    password=protected.password)
-    assert plain.ping()  # the terminator's upstream: AUTH is Valkey's own, through the tunnel
+    # AUTH is Valkey's own (the terminator only carries bytes): on its plain port the ACL user
+    # gets in and an unauthenticated client does not.
+    where = f"127.0.0.1:{protected.valkey_port}"
+    plain = connect(address=where, username=USER, password=protected.password)
+    assert plain.ping() and plain.acl_whoami() == USER.encode()
+    with pytest.raises(redis.AuthenticationError):
+        connect(address=where).ping()
     plain.close()
 
 
