@@ -12,6 +12,8 @@ Names (Grafana: monitoring/fraud/grafana/rtml-fraud.json):
   rtml_batch_size                              histogram: rows per model call
   rtml_l1_cache_lookups_total{result}          counter: hit | miss (one per feature row)
   rtml_feature_age_seconds{service,view}       histogram: age of the value served, per view
+  rtml_api_key_requests_total{service,key,outcome}  counter: key id (sha256 prefix) | none |
+                                               unknown; outcome accepted | missing | refused
   rtml_stream_lag_seconds                      histogram: XADD -> readable in Feast
   rtml_stream_events_total{view,outcome}       counter: counted | duplicate | late | expired
   rtml_monitor_*                               gauges written by `rtml monitor run` (textfile)
@@ -49,9 +51,17 @@ def _metrics() -> dict[str, Any]:
                             ["service", "view"], buckets=AGE_BUCKETS),
         "lag": pc.Histogram("rtml_stream_lag_seconds", "Stream event to readable in Feast",
                             buckets=LAG_BUCKETS),
+        "api_keys": pc.Counter("rtml_api_key_requests",
+                               "Scoring requests by API key id (rtml.serving.auth.key_id)",
+                               ["service", "key", "outcome"]),
         "events": pc.Counter("rtml_stream_events", "Stream events per window view by outcome",
                              ["view", "outcome"]),
     }
+
+
+def record_api_key(*, service: str, key: str, outcome: str) -> None:
+    """One request past the API-key check: which key (its id, never the key), what happened."""
+    _metrics()["api_keys"].labels(service=service, key=key, outcome=outcome).inc()
 
 
 def record_request(*, service: str, timings_ms: Mapping[str, float],

@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     max_inflight: int = Field(16, ge=0, description="scoring requests served at once per worker "
                               "before 503 + Retry-After (0: no limit)")
     tracing: bool = Field(False, description="OpenTelemetry spans for the scoring endpoints")
+    access_log: bool = Field(False, description="BentoML's access log (a line per request: "
+                             "method, path, status, sizes, time; never headers, so no API key)")
+
+    # -- Security (rtml.serving.auth; docs/security.md) -----------------------------------------
+    api_keys: SecretStr | None = Field(
+        None, description="comma-separated API keys the scoring endpoints accept (several at "
+        "once for rotation; each at least 16 characters); unset: no key is asked for")
+    metrics_need_api_key: bool = Field(
+        False, description="ask for an API key on /metrics too (health probes stay open)")
 
     # -- Streaming ----------------------------------------------------------------------------
     stream_partitions: int = Field(4, description="transaction streams rtml:tx:0..N-1")

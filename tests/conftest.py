@@ -17,6 +17,7 @@ import pytest
 
 from rtml.redis.embedded import start_embedded, stop_embedded
 from rtml.settings import REPO_ROOT, Settings
+from tests.support.bentos import Built, build_all
 from tests.support.procs import BIN, bentoml_serve, free_port, run
 
 
@@ -134,3 +135,9 @@ def fraud_v2_url(stack_v2: Settings, env_v2: dict[str, str]) -> Iterator[str]:
     """A running fraud service over `fraud_model_v2` (nightly + streamed features)."""
     with bentoml_serve(env_v2) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def built_bentos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
+    """`bentoml build` of every `bentos/<s>/bentofile.yaml`, once, into a private BentoML home."""
+    return build_all(tmp_path_factory.mktemp("bentoml_build_home"))

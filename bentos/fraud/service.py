@@ -5,6 +5,7 @@ its budget; this file says what a score means for a payment. A slow or failed st
 `approve` with `fallback: true` and the reason: a payment is never blocked by our outage. Every
 response carries `Server-Timing`; every decision goes to the prediction log off the path. Past
 `RTML_FRAUD__MAX_INFLIGHT` scoring requests in flight, new ones get 503 + `Retry-After` at once.
+With `RTML_API_KEYS` set, both scoring endpoints answer 401 without one of the keys.
 """
 
 from __future__ import annotations
@@ -129,4 +130,4 @@ class FraudService:
 
 
 install(FraudService, service=SERVICE, paths=SCORING_PATHS, max_inflight=_settings.max_inflight,
-        max_body_bytes=_settings.max_body_bytes)
+        max_body_bytes=_settings.max_body_bytes, settings=_settings)

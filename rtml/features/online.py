@@ -9,6 +9,7 @@ request costs one pipelined HMGET per view and no registry work. A test keeps it
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -62,22 +63,43 @@ def in_repo(store: FeatureStore) -> Iterator[None]:
 def feast_online_store(settings: Settings) -> dict[str, str]:
     """The `online_store` keys that point Feast at the configured Redis, single node or cluster.
 
-    Feast's Redis store takes a cluster as `redis_type: redis_cluster` with the seed nodes in its
-    own connection-string syntax (`h:p,h:p[,ssl=true,password=…]`); it knows no
-    `redis+cluster://` scheme and would otherwise open a single-node client on the first node,
-    which answers MOVED for two thirds of the keys. A single address is passed on unchanged.
+    Feast's Redis store takes its own connection-string syntax (`h:p[,h:p],ssl=true,password=…`)
+    and knows no URL scheme: a cluster becomes `redis_type: redis_cluster` with every seed node
+    (otherwise Feast opens a single-node client on the first node, which answers MOVED for two
+    thirds of the keys), and AUTH and TLS from the settings are spelt as its options, so
+    `rtml materialize` and the readers reach a protected Redis as the kit's clients do. An
+    address already in Feast's syntax, with no AUTH or TLS setting, is passed on unchanged.
     """
     where = parse_address(settings.redis_address)
+    options = _feast_auth_tls(settings, tls=where.tls)
     if not where.cluster:
-        return {"connection_string": settings.redis_address}
+        text = settings.redis_address.strip()
+        if "://" not in text and not options:
+            return {"connection_string": text}
+        own = [p.strip() for p in text.split("://", 1)[-1].split("/", 1)[0].split(",")[1:]
+               if "=" in p and not p.strip().startswith(("ssl", "username=", "password="))]
+        return {"connection_string": ",".join([f"{where.host}:{where.port}", *own, *options])}
     parts = [f"{host}:{port}" for host, port in where.nodes]
-    if where.tls or settings.redis_tls:
-        parts.append("ssl=true")
+    return {"redis_type": "redis_cluster", "connection_string": ",".join(parts + options)}
+
+
+def _feast_auth_tls(settings: Settings, *, tls: bool) -> list[str]:
+    """AUTH and TLS as Feast connection-string options (Feast JSON-decodes each value)."""
+    options = []
+    if tls or settings.redis_tls:
+        options.append("ssl=true")
+        if settings.redis_tls_ca_file:
+            options.append(f"ssl_ca_certs={json.dumps(str(settings.redis_tls_ca_file))}")
     if settings.redis_username:
-        parts.append(f"username={settings.redis_username}")
+        options.append(f"username={json.dumps(settings.redis_username)}")
     if settings.redis_password is not None:
-        parts.append(f"password={settings.redis_password.get_secret_value()}")
-    return {"redis_type": "redis_cluster", "connection_string": ",".join(parts)}
+        password = settings.redis_password.get_secret_value()
+        if "," in password:  # Feast splits its connection string on commas
+            raise ValueError("RTML_REDIS_PASSWORD: Feast's Redis connection string cannot carry "
+                             "a ',' in a password; choose one without")
+        # Quoted: Feast would turn a bare `123` or `true` into a number or a boolean.
+        options.append(f"password={json.dumps(password)}")
+    return options
 
 
 def apply_repo(settings: Settings) -> None:

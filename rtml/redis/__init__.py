@@ -83,7 +83,11 @@ def parse_address(address: str) -> Address:
         if text.startswith(scheme):
             text, cluster, tls = text[len(scheme):], is_cluster, is_tls
             break
-    text = text.split("/", 1)[0].rsplit("@", 1)[-1]  # no db path, no credentials in the address
+    text = text.split("/", 1)[0]  # no db path
+    if "@" in text or "password=" in text:  # no message may repeat it: it holds a password
+        raise ValueError("a Redis address with credentials in it (user:password@host): set "
+                         "RTML_REDIS_USERNAME and RTML_REDIS_PASSWORD instead (addresses are "
+                         "printed in logs and error messages)")
     # Feast's connection string may carry options after the nodes (`host:port,ssl=true`).
     parts = [p for p in text.split(",") if p.strip() and "=" not in p]
     if not parts:

@@ -1,10 +1,12 @@
-"""ASGI middleware shared by the services: body limits and a /readyz that says why."""
+"""ASGI middleware shared by the services: shedding, body limits, API keys, a /readyz with why."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from typing import Any
+
+from rtml.settings import Settings
 
 # service name -> why it is not ready (absent when ready). Written by the service's __init__,
 # read by `Readiness`; both live in the same worker process.
@@ -182,9 +184,22 @@ def parse_server_timing(header: str | None) -> dict[str, dict[str, str]]:
 
 
 def install(service_cls: Any, *, service: str, paths: tuple[str, ...], max_inflight: int,
-            max_body_bytes: int) -> None:
-    """Every service's middleware, outermost first: a shed request costs no body read."""
+            max_body_bytes: int, settings: Settings | None = None) -> None:
+    """Every service's middleware, outermost first: a shed request costs no body read.
+
+    API keys (`RTML_API_KEYS`, `rtml.serving.auth`) come from `settings`, or when a service
+    passes none from `Settings(scenario=service)` read now (the service module's import is its
+    entry point): a service cannot be served without the keys by forgetting to pass them.
+    """
+    from rtml.serving.auth import ApiKeys, open_paths, parse_api_keys
+
+    settings = settings if settings is not None else Settings(scenario=service)
     service_cls.add_asgi_middleware(Admission, max_inflight=max_inflight, paths=paths,
                                     setting=f"RTML_{service.upper()}__MAX_INFLIGHT")
     service_cls.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes)
+    keys = parse_api_keys(settings.api_keys)
+    if keys:  # inside BodyLimit: the body has been read when a 401 goes out
+        service_cls.add_asgi_middleware(
+            ApiKeys, keys=keys, service=service,
+            open_paths=open_paths(metrics_need_key=settings.metrics_need_api_key))
     service_cls.add_asgi_middleware(Readiness, service=service)

@@ -40,12 +40,13 @@ ModelOut = tuple[np.ndarray, dict[int, np.ndarray]]
 def service_options(settings: Settings, *, name: str, paths: tuple[str, ...]) -> dict[str, Any]:
     """`@bentoml.service(**service_options(...))`: what every scoring service sets the same way.
 
-    Access logs off (a log line per request costs more than the model). BentoML wraps every
-    request in an OpenTelemetry span even with no exporter configured; the scoring `paths` skip
-    it unless RTML_<SCENARIO>__TRACING=true (see docs/benchmarks.md).
+    Access logs off unless RTML_ACCESS_LOG=true (a log line per request costs more than the
+    model). BentoML wraps every request in an OpenTelemetry span even with no exporter
+    configured; the scoring `paths` skip it unless RTML_<SCENARIO>__TRACING=true (see
+    docs/benchmarks.md).
     """
     return {"name": name, "workers": settings.serve_workers, "traffic": {"timeout": 10},
-            "logging": {"access": {"enabled": False}},
+            "logging": {"access": {"enabled": settings.access_log}},
             "tracing": {"excluded_urls": [] if settings.tracing else list(paths)}}
 
 

@@ -7,7 +7,6 @@ the scenario and the Feast wiring, and nothing of the CLI or the demo.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rtml.settings import REPO_ROOT
+from tests.support.bentos import Built
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -23,23 +22,14 @@ ENTRY = "bentos.fraud.service:FraudService"
 
 
 @pytest.fixture(scope="module")
-def bento(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    home = tmp_path_factory.mktemp("bentoml_home")
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    subprocess.run([str(BIN / "bentoml"), "build", "-f", "bentos/fraud/bentofile.yaml", "."],
-                   cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=600)
-    listed = subprocess.run([str(BIN / "bentoml"), "list", "-o", "json"], env=env, check=True,
-                            capture_output=True, text=True).stdout
-    got = subprocess.run([str(BIN / "bentoml"), "get", "fraud:latest", "-o", "json"], env=env,
-                         check=True, capture_output=True, text=True).stdout
-    info = json.loads(got)
-    src = home / "bentos" / "fraud" / info["version"] / "src"
-    return {"list": json.loads(listed), "info": info, "src": src}
+def bento(built_bentos: dict[str, Built]) -> dict:
+    built = built_bentos["fraud"]
+    return {"info": built.info, "src": built.src}
 
 
 def test_the_bento_is_listed_with_the_service_entry_point(bento):
-    assert [b["tag"].split(":")[0] for b in bento["list"]] == ["fraud"]
     info = bento["info"]
+    assert info["name"] == "fraud"
     assert info["service"] == ENTRY
     assert info["entry_service"] == "fraud"
     assert {r["route"] for r in info["schema"]["routes"]} >= {"/score", "/score_batch"}

