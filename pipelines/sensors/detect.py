@@ -1,0 +1,293 @@
+"""The sensor anomaly detector: one class the flow, the service, the edge and training all run.
+
+Per machine and channel a `Detector` keeps the rolling features (`features.RollingFeatures`) and a
+learned picture of that key's normal: the recent distribution of six *deviations* that each anomaly
+kind moves —
+
+* ``value-mean_1m`` (spike), ``mean_10s-mean_1m`` (short level change), ``mean_1m-mean_1h``
+  (level shift, slow drift), ``log_std_10s`` (stuck sensor: down; noise burst: up),
+  ``roc_10s`` and ``roc_1m`` (steps and ramps) —
+
+as their median and MAD over the last readings that were judged normal. Each deviation becomes a
+robust z-score ``(d - median) / (1.4826 MAD)``, comparable across machines, channels and units.
+That is what makes an unseen machine easy: it starts its own warm-up (`warming_up=True`, never
+anomalous) and learns its normal online; nothing is keyed to a machine seen in training.
+
+Scorers on top of the z-vector (`KINDS`), compared by `training/sensors/train.py`:
+
+* ``robust_z``: the largest |z|.
+* ``hst``: River's HalfSpaceTrees, learning online, on the z-vector squashed into [0, 1]
+  (``0.5 + 0.5 tanh(z / 8)``) because its half-spaces assume features in [0, 1].
+* ``iforest``: an Isolation Forest fitted on simulated normal z-vectors, run through ONNX Runtime.
+* ``static`` / ``static_roc``: the baselines plants use: fixed limits per key (frozen at the end of
+  its warm-up, in robust units of the raw value), and those plus a limit on the 10 s rate of change.
+
+The model file (`save` / `load`) is a zip: ``detector.json`` (kind, threshold, parameters) plus
+``iforest.onnx`` or ``hst.pkl`` when the kind needs one. Imports stay light: numpy, plus
+onnxruntime or river only for the kind that needs it — never feast, bentoml, bytewax or redis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.sensors.features import RollingFeatures
+from pipelines.sensors.readings import Reading
+
+KINDS = ("robust_z", "hst", "iforest", "static", "static_roc")
+DEVIATIONS = ("value-mean_1m", "mean_10s-mean_1m", "mean_1m-mean_1h", "log_std_10s",
+              "roc_10s", "roc_1m")
+_VALUE, _ROC10 = len(DEVIATIONS), 4  # tracker columns: the deviations, then the raw value
+FORMAT_VERSION = 1
+# artifacts/sensors/ of the repo this file is in (`rtml train sensors` writes there).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "sensors"
+# Severity from the largest |z| (whatever the scorer): the same scale on every detector.
+SEVERITY_Z = (12.0, 24.0)  # below the first: low; below the second: medium; else high
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the detector says about one reading."""
+
+    score: float
+    anomalous: bool
+    severity: str  # "low" | "medium" | "high"
+    drivers: dict[str, float]  # deviations that drove the score -> their robust z
+    features: dict[str, float]  # the rolling features (and the value) as of this reading
+    warming_up: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Params:
+    """Knobs fixed at training time and stored in the model file."""
+
+    kind: str = "robust_z"
+    threshold: float = 8.0
+    warmup_readings: int = 300  # a key scores nothing before this many readings ...
+    warmup_seconds: float = 120.0  # ... and this much time
+    history: int = 2048  # normal deviation vectors kept per key for the median/MAD
+    refit_every: int = 128  # readings between median/MAD refits (64 while warming up)
+    z_clip: float = 1e3
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r}: one of {', '.join(KINDS)}")
+
+
+class _Key:
+    """One machine and channel: its windows, its normal deviations, its frozen static limits."""
+
+    __slots__ = ("rolling", "buf", "n", "filled", "since", "first_ts", "median", "scale",
+                 "static", "warm")
+
+    def __init__(self, params: Params) -> None:
+        self.rolling = RollingFeatures()
+        self.buf = np.empty((params.history, len(DEVIATIONS) + 1))
+        self.n = 0  # readings seen
+        self.filled = 0  # rows written to buf (ring)
+        self.since = 0  # rows added since the last refit
+        self.first_ts: float | None = None
+        self.median = np.zeros(len(DEVIATIONS) + 1)
+        self.scale = np.ones(len(DEVIATIONS) + 1)
+        self.static: tuple[float, float, float, float] | None = None  # med, scale, roc med, scale
+        self.warm = True
+
+    def add(self, row: np.ndarray) -> None:
+        self.buf[self.filled % len(self.buf)] = row
+        self.filled += 1
+        self.since += 1
+
+    def refit(self) -> None:
+        rows = self.buf[: min(self.filled, len(self.buf))]
+        self.median = np.median(rows, axis=0)
+        mad = np.median(np.abs(rows - self.median), axis=0) * 1.4826
+        spread = rows.std(axis=0)
+        # A MAD of 0 (quantised or constant data) must not make every change infinitely odd.
+        floor = np.maximum(0.1 * spread, 1e-6 * (1.0 + np.abs(self.median)))
+        self.scale = np.maximum(mad, floor)
+        self.since = 0
+
+
+def deviations(f: Mapping[str, float], x: float) -> list[float]:
+    """The six deviations (see the module docstring) from one reading's features."""
+    eps = 1e-9 + 1e-7 * abs(f["mean_1h"])
+    return [x - f["mean_1m"], f["mean_10s"] - f["mean_1m"], f["mean_1m"] - f["mean_1h"],
+            math.log(f["std_10s"] + eps), f["roc_10s"], f["roc_1m"]]
+
+
+def squash(z: np.ndarray) -> np.ndarray:
+    """Robust z into [0, 1] for the scorers that assume bounded inputs (HST)."""
+    return 0.5 + 0.5 * np.tanh(z / 8.0)
+
+
+@dataclass
+class Detector:
+    """Stateful per machine and channel; learns online; one file for every path that scores."""
+
+    params: Params = field(default_factory=Params)
+    card: dict[str, Any] = field(default_factory=dict)  # training metrics, provenance
+    onnx_model: bytes | None = None
+    hst: Any = None
+    keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._session: Any = None
+        if self.params.kind == "iforest":
+            if self.onnx_model is None:
+                raise ValueError("an iforest detector needs its ONNX model")
+            self._session = _onnx_session(self.onnx_model)
+        if self.params.kind == "hst" and self.hst is None:
+            self.hst = new_hst()
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def update(self, reading: Reading) -> Verdict:
+        """Count `reading`, score it against its key's normal, and learn from it if normal."""
+        key = self.keys.get(reading.key)
+        if key is None:
+            key = self.keys[reading.key] = _Key(self.params)
+        feats = key.rolling.update(reading)
+        x = reading.value
+        feats["value"] = x
+        row = np.empty(len(DEVIATIONS) + 1)
+        row[: len(DEVIATIONS)] = deviations(feats, x)
+        row[_VALUE] = x
+        key.n += 1
+        if key.first_ts is None:
+            key.first_ts = reading.ts
+        p = self.params
+        if key.warm:
+            key.add(row)
+            if key.since >= 64:
+                key.refit()
+            if key.n >= p.warmup_readings and reading.ts - key.first_ts >= p.warmup_seconds:
+                key.refit()
+                key.warm = False
+                key.static = (float(key.median[_VALUE]), float(key.scale[_VALUE]),
+                              float(key.median[_ROC10]), float(key.scale[_ROC10]))
+            return Verdict(score=0.0, anomalous=False, severity="low", drivers={},
+                           features=feats, warming_up=True)
+        z = np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip)
+        zd = z[: len(DEVIATIONS)]
+        score = self._score(key, row, zd)
+        anomalous = score >= p.threshold
+        if not anomalous:
+            key.add(row)
+            if key.since >= p.refit_every:
+                key.refit()
+        zmax = float(np.max(np.abs(zd)))
+        severity = "low" if zmax < SEVERITY_Z[0] else "medium" if zmax < SEVERITY_Z[1] else "high"
+        return Verdict(score=score, anomalous=bool(anomalous), severity=severity,
+                       drivers=_drivers(zd) if anomalous else {}, features=feats,
+                       warming_up=False)
+
+    def _score(self, key: _Key, row: np.ndarray, zd: np.ndarray) -> float:
+        kind = self.params.kind
+        if kind == "robust_z":
+            return float(np.max(np.abs(zd)))
+        if kind in ("static", "static_roc"):
+            med, scale, roc_med, roc_scale = key.static  # type: ignore[misc]
+            s = abs(row[_VALUE] - med) / scale
+            if kind == "static_roc":
+                s = max(s, abs(row[_ROC10] - roc_med) / roc_scale)
+            return float(s)
+        if kind == "hst":
+            x = dict(zip(DEVIATIONS, squash(zd).tolist(), strict=True))
+            s = float(self.hst.score_one(x))
+            self.hst.learn_one(x)
+            return s
+        out = self._session.run(None, {"z": zd.astype(np.float32)[None, :]})
+        return float(np.asarray(out[-1]).ravel()[0])
+
+    def warm_keys(self) -> int:
+        """How many machine/channel keys have finished their warm-up."""
+        return sum(not k.warm for k in self.keys.values())
+
+    def reset(self) -> None:
+        """Forget every key (the trained parts stay): for scoring a new data set."""
+        self.keys.clear()
+
+    # -- the model file --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model file (kind, threshold, parameters, trained parts; no per-key state)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("detector.json", json.dumps(
+                {"format": FORMAT_VERSION, "params": asdict(self.params), "card": self.card},
+                indent=2, default=str))
+            if self.onnx_model is not None:
+                z.writestr("iforest.onnx", self.onnx_model)
+            if self.params.kind == "hst" and self.hst is not None:
+                z.writestr("hst.pkl", pickle.dumps(self.hst))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector:
+        """Read a model file written by `save`."""
+        path = Path(path)
+        try:
+            with zipfile.ZipFile(path) as z:
+                meta = json.loads(z.read("detector.json"))
+                names = set(z.namelist())
+                onnx_model = z.read("iforest.onnx") if "iforest.onnx" in names else None
+                hst = pickle.loads(z.read("hst.pkl")) if "hst.pkl" in names else None  # noqa: S301
+        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a sensors model file ({exc})") from None
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: model format {meta.get('format')}, "
+                             f"this code reads {FORMAT_VERSION}")
+        return cls(params=Params(**meta["params"]), card=meta.get("card", {}),
+                   onnx_model=onnx_model, hst=hst)
+
+
+def _drivers(zd: np.ndarray, top: int = 3) -> dict[str, float]:
+    order = np.argsort(-np.abs(zd))[:top]
+    return {DEVIATIONS[i]: round(float(zd[i]), 3) for i in order if abs(zd[i]) >= 1.0}
+
+
+def new_hst(seed: int = 0) -> Any:
+    """A fresh HalfSpaceTrees over the squashed z-vector (limits [0, 1] per feature)."""
+    from river.anomaly import HalfSpaceTrees
+
+    return HalfSpaceTrees(n_trees=25, height=8, window_size=250, seed=seed,
+                          limits={name: (0.0, 1.0) for name in DEVIATIONS})
+
+
+def _onnx_session(model: bytes) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def newest_model(root: str | Path = DEFAULT_MODEL_DIR) -> Path:
+    """The newest `*.zip` model file under `root` (what `rtml train sensors` writes)."""
+    root = Path(root)
+    found = sorted(root.glob("*.zip"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not found:
+        raise FileNotFoundError(f"no sensors model under {root}/; train one: rtml train sensors")
+    return found[-1]
+
+
+def load_detector(path: str | Path | None = None, *, root: str | Path | None = None) -> Detector:
+    """The detector in `path`, or the newest trained one under `root` (default artifacts/sensors).
+
+    No silent default when nothing is trained: `FileNotFoundError` says how to train one
+    (`Detector()` is the untrained robust-z detector, for a caller that wants it explicitly).
+    """
+    if path is not None:
+        return Detector.load(path)
+    return Detector.load(newest_model(root if root is not None else DEFAULT_MODEL_DIR))
