@@ -1,0 +1,79 @@
+"""`bentoml serve` of the sensors service: verdicts for a window, 400s that name the reading."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rtml.runtime import bentoml_serve
+from rtml.settings import Settings
+from tests.support.procs import free_port
+
+SPIKE = 55
+
+
+@pytest.fixture(scope="module")
+def url(sensors: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("sensors_serve") / "serve.log"
+    with bentoml_serve(sensors, "bentos.sensors.service:SensorsService", port=free_port(),
+                       log=log, env=env, timeout_s=180) as base:
+        yield base
+
+
+def _window() -> list[dict]:
+    """One channel at 4 Hz: a calm level (alternating ±0.3), one spike of +20 at `SPIKE`."""
+    return [{"machine_id": "w1", "channel": "pressure", "timestamp": 1_764_590_400 + i / 4,
+             "value": 40.0 + (0.3 if i % 2 else -0.3) + (20.0 if i == SPIKE else 0.0),
+             "reading_id": f"w1-{i}"} for i in range(70)]
+
+
+def test_a_window_gets_one_verdict_per_reading(url: str) -> None:
+    window = _window()
+    r = httpx.post(f"{url}/score", json={"readings": window}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert "model;dur=" in r.headers["server-timing"]
+    body = r.json()
+    assert body["fallback"] is False and body["model_version"] == "test-model.zip"
+    verdicts = body["verdicts"]
+    assert [v["reading_id"] for v in verdicts] == [w["reading_id"] for w in window]
+    # The test model warms up on 40 readings and 10 s (tests/sensors/sample.py): the first
+    # readings only warm up; after that only the spike is anomalous.
+    assert all(v["warming_up"] for v in verdicts[:40])
+    assert [i for i, v in enumerate(verdicts) if v["anomalous"]] == [SPIKE]
+    assert verdicts[SPIKE]["severity"] in {"low", "medium", "high"}
+    # A window is scored on its own: the same window again, the same answer.
+    again = httpx.post(f"{url}/score", json={"readings": window}, timeout=30).json()
+    assert again["verdicts"] == verdicts
+
+
+@pytest.mark.parametrize(("index", "change", "named"), [
+    (2, {"value": "NaN"}, "readings[2].value"),
+    (0, {"machine_id": None}, "readings[0].machine_id"),
+    (5, {"timestamp": "soon"}, "readings[5].timestamp"),
+    (7, {"value": "warm"}, "readings[7].value"),
+])
+def test_a_bad_reading_is_a_400_naming_it(url: str, index: int, change: dict,
+                                          named: str) -> None:
+    window = _window()
+    window[index] = {**window[index], **change}
+    r = httpx.post(f"{url}/score", content=json.dumps({"readings": window}),
+                   headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert named in r.text
+
+
+def test_a_body_that_is_not_a_window_is_a_400_naming_readings(url: str) -> None:
+    r = httpx.post(f"{url}/score", json={"readings": {"machine_id": "w1"}}, timeout=30)
+    assert r.status_code == 400 and "readings" in r.text
+    r = httpx.post(f"{url}/score", json={}, timeout=30)
+    assert r.status_code == 400 and "readings" in r.text
+
+
+def test_readyz_answers_once_the_model_is_loaded(url: str, sensors: Settings) -> None:
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    assert Path(sensors.artifacts_dir / "sensors" / "test-model.zip").exists()
