@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from rtml.runtime import bentoml_serve
-from rtml.settings import Settings
+from rtml.runtime import process, serve_command
+from rtml.settings import REPO_ROOT, Settings
 from tests.support.procs import free_port
 
 SPIKE = 55
@@ -20,9 +19,12 @@ SPIKE = 55
 def url(sensors: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[str]:
     log = tmp_path_factory.mktemp("sensors_serve") / "serve.log"
-    with bentoml_serve(sensors, "bentos.sensors.service:SensorsService", port=free_port(),
-                       log=log, env=env, timeout_s=180) as base:
-        yield base
+    port = free_port()
+    with process("bentoml serve", serve_command("bentos.sensors.service:SensorsService",
+                                                port=port),
+                 ready_url=f"http://127.0.0.1:{port}/readyz", log=log, cwd=REPO_ROOT, env=env,
+                 timeout_s=180, refused=True):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _window() -> list[dict]:
@@ -74,6 +76,5 @@ def test_a_body_that_is_not_a_window_is_a_400_naming_readings(url: str) -> None:
     assert r.status_code == 400 and "readings" in r.text
 
 
-def test_readyz_answers_once_the_model_is_loaded(url: str, sensors: Settings) -> None:
+def test_readyz_answers_once_the_model_is_loaded(url: str) -> None:
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-    assert Path(sensors.artifacts_dir / "sensors" / "test-model.zip").exists()
