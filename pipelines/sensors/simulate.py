@@ -213,3 +213,18 @@ def read(out_dir: Path) -> Plant:
     meta = json.loads((out_dir / "windows.json").read_text())
     return Plant(readings=pd.read_parquet(out_dir / "readings.parquet"),
                  windows=[Window(**w) for w in meta["windows"]], rates=meta["rates_hz"])
+
+
+def generate(out_dir: Path, *, machines: int = 6, hours: float = 1.5, seed: int = 0,
+             rate_hz: float | None = None, anomalies_per_hour: float = 2.0) -> list[str]:
+    """`rtml data generate --scenario sensors`: simulate and write; lines saying what was made."""
+    plant = simulate(machines=machines, hours=hours, seed=seed, rate_hz=rate_hz,
+                     anomalies_per_hour=anomalies_per_hour)
+    paths = write(plant, out_dir)
+    kinds = {k: sum(w.kind == k for w in plant.windows) for k in KINDS}
+    rates = sorted(set(plant.rates.values()))
+    return [f"{len(plant.readings):,} readings from {machines} machines x "
+            f"{plant.readings['channel'].nunique()} channels over {hours:g} h at "
+            f"{', '.join(f'{r:g}' for r in rates)} Hz (seed {seed}) -> {paths['readings']}",
+            f"{len(plant.windows)} labelled faults ("
+            + ", ".join(f"{n} {k}" for k, n in kinds.items()) + f") -> {paths['windows']}"]

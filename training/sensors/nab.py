@@ -295,13 +295,12 @@ def evaluate_file(csv: str | Path, windows_json: str | Path, detector: object, *
     flags = np.nan_to_num(scores, nan=-np.inf) >= threshold
     fixed = score(weights, alerts(flags, release_rows=RELEASE_ROWS))
     # Optimised over thresholds, detections still being alerts (the latch is part of the system).
-    best_thr, best = _best_alerts(weights, scores)
+    best_thr, best = _best_alerts(weights, scores, also=(threshold,))
     gauss = windowed_gaussian(values)
     g_thr, g_best = best_threshold(weights, gauss)
-    detected_rows = [int(np.flatnonzero(alerts(flags, release_rows=RELEASE_ROWS)
-                                        & (weights.window == w))[0])
-                     for w in range(len(spans))
-                     if (alerts(flags, release_rows=RELEASE_ROWS) & (weights.window == w)).any()]
+    raised = alerts(flags, release_rows=RELEASE_ROWS)
+    detected_rows = [int(np.flatnonzero(raised & (weights.window == w))[0])
+                     for w in range(len(spans)) if (raised & (weights.window == w)).any()]
     return {
         "file": str(csv), "rows": len(ts), "probation_rows": probation_rows(len(ts)),
         "detector": detector.params.kind, "threshold": threshold,  # type: ignore[attr-defined]
@@ -321,11 +320,12 @@ def evaluate_file(csv: str | Path, windows_json: str | Path, detector: object, *
     }
 
 
-def _best_alerts(weights: Weights, scores: np.ndarray,
+def _best_alerts(weights: Weights, scores: np.ndarray, *, also: Sequence[float] = (),
                  max_candidates: int = 300) -> tuple[float, Score]:
     finite = np.unique(scores[np.isfinite(scores)])
     if len(finite) > max_candidates:
         finite = np.unique(np.quantile(finite, np.linspace(0, 1, max_candidates)))
+    finite = np.unique(np.concatenate([finite, np.asarray(also, dtype=float)]))
     best: tuple[float, Score] | None = None
     for thr in [*finite, np.inf]:
         flags = np.nan_to_num(scores, nan=-np.inf) >= thr

@@ -123,7 +123,7 @@ def train(settings: Settings, *, service_name: str | None = None, seeds: list[in
     m: dict[str, Any] = {
         "scenario": "sensors", "chosen": best, "threshold": results[best]["threshold"],
         "recall_target": recall, "baseline": BASELINE, "model_path": str(model_path),
-        "bentoml_tag": str(model_path), "device": "cpu",
+        "device": "cpu",
         "plants": {name: {"seed": s, "machines": machines, "hours": hours,
                           "rate_hz": rate_hz or "1-10", "readings": len(p.readings),
                           "windows": len(p.windows)}
