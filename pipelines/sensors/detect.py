@@ -33,7 +33,7 @@ import json
 import math
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,16 @@ class Verdict:
     warming_up: bool
 
 
+@dataclass(frozen=True)
+class Trace:
+    """The scorer-independent part of scoring many readings (`Detector.trace`)."""
+
+    warming: np.ndarray  # bool per reading
+    z: np.ndarray  # (n, 6) robust z of the deviations; NaN while warming up
+    static: np.ndarray  # the static-limits score (NaN while warming up)
+    static_roc: np.ndarray  # static limits + rate of change
+
+
 @dataclass(frozen=True, kw_only=True)
 class Params:
     """Knobs fixed at training time and stored in the model file."""
@@ -76,6 +86,7 @@ class Params:
     warmup_seconds: float = 120.0  # ... and this much time
     history: int = 2048  # normal deviation vectors kept per key for the median/MAD
     refit_every: int = 128  # readings between median/MAD refits (64 while warming up)
+    learn_z: float = 6.0  # a reading joins its key's normal only if every |z| is below this
     z_clip: float = 1e3
 
     def __post_init__(self) -> None:
@@ -151,6 +162,25 @@ class Detector:
     # -- scoring ---------------------------------------------------------------------------------
     def update(self, reading: Reading) -> Verdict:
         """Count `reading`, score it against its key's normal, and learn from it if normal."""
+        feats, row, zd = self._step(reading)
+        if zd is None:
+            return Verdict(score=0.0, anomalous=False, severity="low", drivers={},
+                           features=feats, warming_up=True)
+        score = self._score(self.keys[reading.key], row, zd)
+        anomalous = score >= self.params.threshold
+        zmax = float(np.max(np.abs(zd)))
+        severity = "low" if zmax < SEVERITY_Z[0] else "medium" if zmax < SEVERITY_Z[1] else "high"
+        return Verdict(score=score, anomalous=bool(anomalous), severity=severity,
+                       drivers=_drivers(zd) if anomalous else {}, features=feats,
+                       warming_up=False)
+
+    def _step(self, reading: Reading) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
+        """Features, the raw row and its robust z (None while warming up); learns if normal.
+
+        What every scorer shares. Learning is gated on the robust z (`learn_z`), never on the
+        scorer's own threshold, so a key's normal — and so every score — is the same whatever
+        threshold is set: training sweeps thresholds over one pass.
+        """
         key = self.keys.get(reading.key)
         if key is None:
             key = self.keys[reading.key] = _Key(self.params)
@@ -173,39 +203,72 @@ class Detector:
                 key.warm = False
                 key.static = (float(key.median[_VALUE]), float(key.scale[_VALUE]),
                               float(key.median[_ROC10]), float(key.scale[_ROC10]))
-            return Verdict(score=0.0, anomalous=False, severity="low", drivers={},
-                           features=feats, warming_up=True)
+            return feats, row, None
         z = np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip)
         zd = z[: len(DEVIATIONS)]
-        score = self._score(key, row, zd)
-        anomalous = score >= p.threshold
-        if not anomalous:
+        if float(np.max(np.abs(zd))) < p.learn_z:
             key.add(row)
             if key.since >= p.refit_every:
                 key.refit()
-        zmax = float(np.max(np.abs(zd)))
-        severity = "low" if zmax < SEVERITY_Z[0] else "medium" if zmax < SEVERITY_Z[1] else "high"
-        return Verdict(score=score, anomalous=bool(anomalous), severity=severity,
-                       drivers=_drivers(zd) if anomalous else {}, features=feats,
-                       warming_up=False)
+        return feats, row, zd
+
+    def trace(self, readings: Iterable[Reading]) -> Trace:
+        """The shared part of scoring for many readings (training's one pass over a data set).
+
+        Per reading: warming up?, the robust z, and the two static baselines' scores. `scores`
+        turns a trace into any scorer's scores exactly as `update` would have.
+        """
+        warm: list[bool] = []
+        zs: list[np.ndarray] = []
+        static: list[float] = []
+        static_roc: list[float] = []
+        nan_z = np.full(len(DEVIATIONS), np.nan)
+        for reading in readings:
+            _, row, zd = self._step(reading)
+            warm.append(zd is None)
+            zs.append(nan_z if zd is None else zd)
+            limits, rate = (np.nan, np.nan) if zd is None else \
+                _static(self.keys[reading.key], row)
+            static.append(limits)
+            static_roc.append(max(limits, rate))
+        return Trace(warming=np.array(warm, dtype=bool),
+                     z=np.array(zs).reshape(-1, len(DEVIATIONS)),
+                     static=np.array(static), static_roc=np.array(static_roc))
+
+    def scores(self, trace: Trace) -> np.ndarray:
+        """This detector's score for every reading of `trace` (NaN while warming up)."""
+        kind = self.params.kind
+        if kind == "robust_z":
+            return np.abs(trace.z).max(axis=1)
+        if kind in ("static", "static_roc"):
+            return getattr(trace, kind).copy()
+        out = np.full(len(trace.z), np.nan)
+        ok = ~trace.warming
+        if kind == "iforest":
+            if ok.any():
+                res = self._session.run(None, {"z": trace.z[ok].astype(np.float32)})
+                out[ok] = -np.asarray(res[-1], dtype=float).ravel()
+            return out
+        for i in np.flatnonzero(ok):
+            x = dict(zip(DEVIATIONS, squash(trace.z[i]).tolist(), strict=True))
+            out[i] = self.hst.score_one(x)
+            self.hst.learn_one(x)
+        return out
 
     def _score(self, key: _Key, row: np.ndarray, zd: np.ndarray) -> float:
         kind = self.params.kind
         if kind == "robust_z":
             return float(np.max(np.abs(zd)))
         if kind in ("static", "static_roc"):
-            med, scale, roc_med, roc_scale = key.static  # type: ignore[misc]
-            s = abs(row[_VALUE] - med) / scale
-            if kind == "static_roc":
-                s = max(s, abs(row[_ROC10] - roc_med) / roc_scale)
-            return float(s)
+            limits, rate = _static(key, row)
+            return limits if kind == "static" else max(limits, rate)
         if kind == "hst":
             x = dict(zip(DEVIATIONS, squash(zd).tolist(), strict=True))
             s = float(self.hst.score_one(x))
             self.hst.learn_one(x)
             return s
         out = self._session.run(None, {"z": zd.astype(np.float32)[None, :]})
-        return float(np.asarray(out[-1]).ravel()[0])
+        return -float(np.asarray(out[-1]).ravel()[0])
 
     def warm_keys(self) -> int:
         """How many machine/channel keys have finished their warm-up."""
@@ -249,6 +312,12 @@ class Detector:
                              f"this code reads {FORMAT_VERSION}")
         return cls(params=Params(**meta["params"]), card=meta.get("card", {}),
                    onnx_model=onnx_model, hst=hst)
+
+
+def _static(key: _Key, row: np.ndarray) -> tuple[float, float]:
+    """(distance to the frozen limits, to the frozen rate-of-change limit), robust units."""
+    med, scale, roc_med, roc_scale = key.static  # type: ignore[misc]
+    return (float(abs(row[_VALUE] - med) / scale), float(abs(row[_ROC10] - roc_med) / roc_scale))
 
 
 def _drivers(zd: np.ndarray, top: int = 3) -> dict[str, float]:

@@ -19,26 +19,26 @@ An empty window or one reading reads std 0, roc 0.
 from __future__ import annotations
 
 import math
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import deque
-from datetime import UTC, datetime, timedelta
 
 from pipelines.sensors.readings import Reading
-from rtml.features.windows import WindowSpec, WindowState
+from rtml.features.window_spec import TILE_SECONDS, WindowSpec
 
 WINDOWS = {"10s": 10, "1m": 60, "1h": 3600}
 STATS = ("mean", "std", "min", "max", "roc")
 RING_SECONDS = WINDOWS["10s"]
-# The readings' own time axis for the tile engine: seconds since the key's first reading, so the
-# sum of times over an hour at 10 Hz (~1e8) keeps sub-millisecond precision in a float.
-TILED = WindowSpec(
+TILED = {"1m": 60 // TILE_SECONDS, "1h": 3600 // TILE_SECONDS}  # window -> tiles
+LATENESS_S = 3600.0
+# The same windows as a kit spec (values: the reading and its time since the key's first reading),
+# for the Feast schema and for the test that holds `RollingFeatures` equal to the kit's engine.
+SPEC = WindowSpec(
     windows={"1m": 60, "1h": 3600},
-    features={**{f"{stat}_{w}": (stat, w, "value") for w in ("1m", "1h")
+    features={**{f"{stat}_{w}": (stat, w, "value") for w in TILED
                  for stat in ("mean", "std", "min", "max")},
-              **{f"tmean_{w}": ("mean", w, "t") for w in ("1m", "1h")}},
+              **{f"tmean_{w}": ("mean", w, "t") for w in TILED}},
     values=("value", "t"),
 )
-_LATENESS = timedelta(seconds=3600)
 
 
 def feature_names() -> list[str]:
@@ -49,45 +49,113 @@ def feature_names() -> list[str]:
 class RollingFeatures:
     """One machine and channel's windows; `update` counts a reading and returns the features.
 
-    Out-of-order readings within the hour are counted in the tiled windows (the engine's lateness
-    rules); the ring keeps readings sorted by time, and a reading older than the ring's 10 s is
-    left out of it. A reading id seen before (a replay) is not counted again.
+    The tiled windows follow the kit engine's semantics exactly (tiles, lateness, duplicates;
+    a test compares them with `rtml.features.windows.WindowState` reading by reading), but are
+    evaluated incrementally: the kit sums every tile of a window on each read (~0.4 ms per reading
+    for an hour of 10 s tiles, measured), while here the complete tiles of each window are combined
+    once per tile change (Chan's formula) and only the reading's own tile is added per reading.
+    The ring keeps the last 10 s sorted by time; a reading older than that is left out of it.
     """
 
-    __slots__ = ("origin", "ring", "state", "_n")
+    __slots__ = ("origin", "ring", "tiles", "order", "seen", "ids", "watermark", "_cache",
+                 "_version",
+                 "late_dropped", "duplicates")
 
     def __init__(self) -> None:
         self.origin: float | None = None
         self.ring: deque[tuple[float, float]] = deque()
-        self.state = WindowState(TILED, allowed_lateness=_LATENESS)
-        self._n = 0
+        self.tiles: dict[int, list[float]] = {}  # tile -> [n, sum x, M2 x, min, max, sum t]
+        self.order: list[int] = []  # sorted tile indices
+        self.seen: dict[str, int] = {}  # reading id -> its tile (forgotten with it)
+        self.ids: dict[int, list[str]] = {}  # tile -> the reading ids counted in it
+        self.watermark: float | None = None
+        self._cache: dict[str, tuple[int, int, list[float]]] = {}  # window -> (tile, version, agg)
+        self._version = 0  # bumped when a tile other than the newest changes
+        self.late_dropped = 0
+        self.duplicates = 0
 
     def update(self, reading: Reading) -> dict[str, float]:
-        """Count `reading`; its features as of its own time (tile engine + ring)."""
+        """Count `reading`; its features as of the later of its time and the key's newest."""
+        ts, x = reading.ts, reading.value
         if self.origin is None:
-            self.origin = reading.ts
-        self._n += 1
-        rid = reading.reading_id or f"{reading.ts!r}"
-        when = datetime.fromtimestamp(reading.ts, UTC)
-        counted = self.state.add_event(rid, when, {"value": reading.value,
-                                                   "t": reading.ts - self.origin})
-        if counted:
-            self._ring_add(reading.ts, reading.value)
-        at = max(when, self.state.watermark or when)
-        return self.features(reading.value, reading.ts, at)
+            self.origin = ts
+        if self._count(reading.reading_id or repr(ts), ts, x):
+            self._ring_add(ts, x)
+        return self.features(x, ts)
 
-    def features(self, x: float, ts: float, at: datetime) -> dict[str, float]:
-        """The 15 features for newest value `x` at `ts` (tiled windows evaluated `at`)."""
+    def _count(self, rid: str, ts: float, x: float) -> bool:
+        if rid in self.seen:
+            self.duplicates += 1
+            return False
+        tile = int(ts // TILE_SECONDS)
+        wm = self.watermark
+        if wm is not None:
+            first = int(wm // TILE_SECONDS) - TILED["1h"] + 1
+            if tile < first or ts < wm - LATENESS_S:
+                self.late_dropped += 1
+                return False
+        slot = self.tiles.get(tile)
+        t = ts - self.origin  # type: ignore[operator]
+        if slot is None:
+            self.tiles[tile] = [1.0, x, 0.0, x, x, t]
+            self.ids[tile] = []
+            insort(self.order, tile)
+        else:
+            n = slot[0] + 1.0
+            d = x - slot[1] / slot[0]
+            slot[0] = n
+            slot[1] += x
+            slot[2] += d * (x - slot[1] / n)
+            if x < slot[3]:
+                slot[3] = x
+            if x > slot[4]:
+                slot[4] = x
+            slot[5] += t
+        if tile != self.order[-1]:
+            self._version += 1
+        self.seen[rid] = tile
+        self.ids[tile].append(rid)
+        if wm is None or ts > wm:
+            self.watermark = ts
+            first = tile - TILED["1h"] + 1
+            if self.order[0] < first:
+                cut = bisect_left(self.order, first)
+                for k in self.order[:cut]:
+                    del self.tiles[k]
+                    for gone in self.ids.pop(k):
+                        del self.seen[gone]
+                del self.order[:cut]
+        return True
+
+    def features(self, x: float, ts: float) -> dict[str, float]:
+        """The 15 features for newest value `x` at `ts` (tiled windows at the watermark's tile)."""
         out = _ring_stats(self.ring, x, ts)
-        tiled = self.state.values(at)
-        t = ts - (self.origin or ts)
-        for w in ("1m", "1h"):
-            mean = tiled[f"mean_{w}"]
+        now = max(ts, self.watermark if self.watermark is not None else ts)
+        current = int(now // TILE_SECONDS)
+        t = ts - (self.origin if self.origin is not None else ts)
+        own = self.tiles.get(current)
+        for w, n_tiles in TILED.items():
+            cached = self._cache.get(w)
+            if cached is None or cached[0] != current or cached[1] != self._version:
+                lo = bisect_left(self.order, current - n_tiles + 1)
+                hi = bisect_left(self.order, current)
+                agg = _combine([self.tiles[k] for k in self.order[lo:hi]])
+                self._cache[w] = (current, self._version, agg)
+            else:
+                agg = cached[2]
+            if own is not None:
+                agg = _merge(agg, own)
+            n = agg[0]
+            if not n:
+                out.update({f"mean_{w}": 0.0, f"std_{w}": 0.0, f"min_{w}": 0.0,
+                            f"max_{w}": 0.0, f"roc_{w}": 0.0})
+                continue
+            mean = agg[1] / n
             out[f"mean_{w}"] = mean
-            out[f"std_{w}"] = tiled[f"std_{w}"]
-            out[f"min_{w}"] = tiled[f"min_{w}"]
-            out[f"max_{w}"] = tiled[f"max_{w}"]
-            dt = t - tiled[f"tmean_{w}"]
+            out[f"std_{w}"] = math.sqrt(max(agg[2], 0.0) / n)
+            out[f"min_{w}"] = agg[3]
+            out[f"max_{w}"] = agg[4]
+            dt = t - agg[5] / n
             out[f"roc_{w}"] = (x - mean) / dt if dt > 1e-9 else 0.0
         return out
 
@@ -105,6 +173,43 @@ class RollingFeatures:
         cut = ring[-1][0] - RING_SECONDS
         while ring and ring[0][0] <= cut:
             ring.popleft()
+
+
+_EMPTY = [0.0, 0.0, 0.0, math.inf, -math.inf, 0.0]
+
+
+def _merge(a: list[float], b: list[float]) -> list[float]:
+    """Two groups' [n, sum, M2, min, max, sum t] as one (Chan et al.'s parallel variance)."""
+    if not a[0]:
+        return list(b)
+    if not b[0]:
+        return list(a)
+    n = a[0] + b[0]
+    d = b[1] / b[0] - a[1] / a[0]
+    return [n, a[1] + b[1], a[2] + b[2] + d * d * a[0] * b[0] / n, min(a[3], b[3]),
+            max(a[4], b[4]), a[5] + b[5]]
+
+
+def _combine(slots: list[list[float]]) -> list[float]:
+    """Many tiles as one group: two plain passes (the hot spot at each tile change)."""
+    if not slots:
+        return _EMPTY
+    n = sx = st = 0.0
+    lo, hi = math.inf, -math.inf
+    for slot in slots:
+        n += slot[0]
+        sx += slot[1]
+        st += slot[5]
+        if slot[3] < lo:
+            lo = slot[3]
+        if slot[4] > hi:
+            hi = slot[4]
+    mean = sx / n
+    m2 = 0.0
+    for c, s, m, _, _, _ in slots:
+        d = s / c - mean
+        m2 += m + c * d * d
+    return [n, sx, m2, lo, hi, st]
 
 
 def _ring_stats(ring: deque[tuple[float, float]], x: float, ts: float) -> dict[str, float]:
