@@ -83,10 +83,10 @@ class Params:
     kind: str = "robust_z"
     threshold: float = 8.0
     warmup_readings: int = 300  # a key scores nothing before this many readings ...
-    warmup_seconds: float = 120.0  # ... and this much time
+    warmup_seconds: float = 300.0  # ... and this much time (a load cycle is 5 to 20 min)
     history: int = 2048  # normal deviation vectors kept per key for the median/MAD
     refit_every: int = 128  # readings between median/MAD refits (64 while warming up)
-    learn_z: float = 6.0  # a reading joins its key's normal only if every |z| is below this
+    learn_z: float = 4.0  # deviations join the key's normal clipped to this many robust sigmas
     z_clip: float = 1e3
 
     def __post_init__(self) -> None:
@@ -206,10 +206,14 @@ class Detector:
             return feats, row, None
         z = np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip)
         zd = z[: len(DEVIATIONS)]
-        if float(np.max(np.abs(zd))) < p.learn_z:
-            key.add(row)
-            if key.since >= p.refit_every:
-                key.refit()
+        # Learn winsorised: a deviation beyond learn_z enters the history clipped to that bound.
+        # One spike then moves nothing, while a change that persists (a new load regime, a
+        # cycle longer than the warm-up) piles up at the bound and widens the MAD until it is
+        # normal: a key never stays in permanent alarm.
+        key.add(np.clip(row, key.median - p.learn_z * key.scale,
+                        key.median + p.learn_z * key.scale))
+        if key.since >= p.refit_every:
+            key.refit()
         return feats, row, zd
 
     def trace(self, readings: Iterable[Reading]) -> Trace:
