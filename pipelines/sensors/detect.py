@@ -47,6 +47,9 @@ KINDS = ("robust_z", "hst", "iforest", "static", "static_roc")
 DEVIATIONS = ("value-mean_1m", "mean_10s-mean_1m", "mean_1m-mean_1h", "log_std_10s",
               "roc_10s", "roc_1m")
 _VALUE, _ROC10 = len(DEVIATIONS), 4  # tracker columns: the deviations, then the raw value
+# Seconds of a key's history before each column means something (the last: the raw value).
+MATURE_S = (60.0, 60.0, 3600.0, 10.0, 10.0, 60.0, 0.0)
+MIN_ROWS = 32  # mature rows a column needs before it has a z
 FORMAT_VERSION = 1
 # artifacts/sensors/ of the repo this file is in (`rtml train sensors` writes there).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "sensors"
@@ -85,7 +88,7 @@ class Params:
     warmup_readings: int = 300  # a key scores nothing before this many readings ...
     warmup_seconds: float = 300.0  # ... and this much time (a load cycle is 5 to 20 min)
     history: int = 2048  # normal deviation vectors kept per key for the median/MAD
-    refit_every: int = 128  # readings between median/MAD refits (64 while warming up)
+    refit_every: int = 128  # readings between two refits of the same column (8 when young)
     learn_z: float = 4.0  # deviations join the key's normal clipped to this many robust sigmas
     z_clip: float = 1e3
 
@@ -95,37 +98,72 @@ class Params:
 
 
 class _Key:
-    """One machine and channel: its windows, its normal deviations, its frozen static limits."""
+    """One machine and channel: its windows, its normal deviations, its frozen static limits.
 
-    __slots__ = ("rolling", "buf", "n", "filled", "since", "first_ts", "median", "scale",
-                 "static", "warm")
+    Each deviation has an age at which it means something (`MATURE_S`: the 1 h deviation only
+    once the key has an hour of readings; before that it compares a minute with a shorter and
+    shorter past). Until then its z is 0 and its history holds nothing. The median and MAD of
+    one column are refitted at a time, in turn, so no single reading pays for a full refit
+    (the p99 of the per-reading cost stays near its mean).
+    """
+
+    __slots__ = ("rolling", "buf", "n", "filled", "first_ts", "median", "scale", "ready",
+                 "mature_at", "next_col", "since", "static", "warm")
 
     def __init__(self, params: Params) -> None:
+        cols = len(DEVIATIONS) + 1
         self.rolling = RollingFeatures()
-        self.buf = np.empty((params.history, len(DEVIATIONS) + 1))
+        self.buf = np.zeros((params.history, cols))
         self.n = 0  # readings seen
         self.filled = 0  # rows written to buf (ring)
-        self.since = 0  # rows added since the last refit
         self.first_ts: float | None = None
-        self.median = np.zeros(len(DEVIATIONS) + 1)
-        self.scale = np.ones(len(DEVIATIONS) + 1)
+        self.median = np.zeros(cols)
+        self.scale = np.ones(cols)
+        self.ready = np.zeros(cols, dtype=bool)  # enough mature history for a z
+        self.mature_at: list[int | None] = [None] * cols  # `filled` when the column matured
+        self.next_col = 0
+        self.since = 0
         self.static: tuple[float, float, float, float] | None = None  # med, scale, roc med, scale
         self.warm = True
 
-    def add(self, row: np.ndarray) -> None:
+    def add(self, row: np.ndarray, age: float) -> None:
+        for i, mature in enumerate(MATURE_S):
+            if self.mature_at[i] is None and age >= mature:
+                self.mature_at[i] = self.filled
         self.buf[self.filled % len(self.buf)] = row
         self.filled += 1
         self.since += 1
 
-    def refit(self) -> None:
-        rows = self.buf[: min(self.filled, len(self.buf))]
-        self.median = np.median(rows, axis=0)
-        mad = np.median(np.abs(rows - self.median), axis=0) * 1.4826
-        spread = rows.std(axis=0)
+    def refit_column(self, i: int) -> None:
+        start = self.mature_at[i]
+        if start is None:
+            return
+        count = self.filled - start
+        size = len(self.buf)
+        if count < MIN_ROWS:
+            self.ready[i] = False
+            return
+        col = self.buf[:, i] if count >= size and self.filled >= size else \
+            self.buf[np.arange(start, self.filled) % size, i]
+        med = float(np.median(col))
+        mad = float(np.median(np.abs(col - med))) * 1.4826
         # A MAD of 0 (quantised or constant data) must not make every change infinitely odd.
-        floor = np.maximum(0.1 * spread, 1e-6 * (1.0 + np.abs(self.median)))
-        self.scale = np.maximum(mad, floor)
+        floor = max(0.1 * float(col.std()), 1e-6 * (1.0 + abs(med)))
+        self.median[i] = med
+        self.scale[i] = max(mad, floor)
+        self.ready[i] = True
+
+    def refit(self) -> None:
+        for i in range(len(self.median)):
+            self.refit_column(i)
         self.since = 0
+
+    def tick(self, every: int) -> None:
+        """Refit the next column once `every` rows have come in since the last one."""
+        if self.since >= every:
+            self.refit_column(self.next_col)
+            self.next_col = (self.next_col + 1) % len(self.median)
+            self.since = 0
 
 
 def deviations(f: Mapping[str, float], x: float) -> list[float]:
@@ -177,8 +215,8 @@ class Detector:
     def _step(self, reading: Reading) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
         """Features, the raw row and its robust z (None while warming up); learns if normal.
 
-        What every scorer shares. Learning is gated on the robust z (`learn_z`), never on the
-        scorer's own threshold, so a key's normal — and so every score — is the same whatever
+        What every scorer shares. Learning depends on the robust z only (`learn_z`), never on
+        the scorer's own threshold, so a key's normal — and so every score — is the same whatever
         threshold is set: training sweeps thresholds over one pass.
         """
         key = self.keys.get(reading.key)
@@ -194,26 +232,27 @@ class Detector:
         if key.first_ts is None:
             key.first_ts = reading.ts
         p = self.params
+        age = reading.ts - key.first_ts
         if key.warm:
-            key.add(row)
-            if key.since >= 64:
-                key.refit()
-            if key.n >= p.warmup_readings and reading.ts - key.first_ts >= p.warmup_seconds:
+            key.add(row, age)
+            key.tick(8)
+            if key.n >= p.warmup_readings and age >= p.warmup_seconds:
                 key.refit()
                 key.warm = False
                 key.static = (float(key.median[_VALUE]), float(key.scale[_VALUE]),
                               float(key.median[_ROC10]), float(key.scale[_ROC10]))
             return feats, row, None
-        z = np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip)
+        z = np.where(key.ready, np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip),
+                     0.0)
         zd = z[: len(DEVIATIONS)]
         # Learn winsorised: a deviation beyond learn_z enters the history clipped to that bound.
         # One spike then moves nothing, while a change that persists (a new load regime, a
         # cycle longer than the warm-up) piles up at the bound and widens the MAD until it is
         # normal: a key never stays in permanent alarm.
-        key.add(np.clip(row, key.median - p.learn_z * key.scale,
-                        key.median + p.learn_z * key.scale))
-        if key.since >= p.refit_every:
-            key.refit()
+        bound = p.learn_z * key.scale
+        key.add(np.where(key.ready, np.clip(row, key.median - bound, key.median + bound), row),
+                age)
+        key.tick(max(p.refit_every // len(key.median), 1) if key.ready.all() else 8)
         return feats, row, zd
 
     def trace(self, readings: Iterable[Reading]) -> Trace:
