@@ -8,19 +8,27 @@ kind moves —
   (level shift, slow drift), ``log_std_10s`` (stuck sensor: down; noise burst: up),
   ``roc_10s`` and ``roc_1m`` (steps and ramps) —
 
-as their median and MAD over the last readings that were judged normal. Each deviation becomes a
-robust z-score ``(d - median) / (1.4826 MAD)``, comparable across machines, channels and units.
-That is what makes an unseen machine easy: it starts its own warm-up (`warming_up=True`, never
-anomalous) and learns its normal online; nothing is keyed to a machine seen in training.
+as their median and MAD over the key's recent readings (learned winsorised: an outlier enters
+clipped to `learn_z`, so a spike teaches nothing while a lasting change becomes normal). Each
+deviation becomes a robust z-score ``(d - median) / (1.4826 MAD)``, comparable across machines,
+channels and units. That is what makes an unseen machine easy: it starts its own warm-up
+(`warming_up=True`, never anomalous) and learns its normal online; nothing is keyed to a machine
+seen in training.
+
+A load change moves every channel of a machine at once, a sensor fault moves one: so before
+scoring, each |z| is reduced by the machine's *context*, the median over its other channels of
+their recent largest |z| (`Detector._in_context`). Without it the load cycles' transitions are
+the detector's false alarms.
 
 Scorers on top of the z-vector (`KINDS`), compared by `training/sensors/train.py`:
 
-* ``robust_z``: the largest |z|.
+* ``robust_z``: the largest |z| (in context).
 * ``hst``: River's HalfSpaceTrees, learning online, on the z-vector squashed into [0, 1]
   (``0.5 + 0.5 tanh(z / 8)``) because its half-spaces assume features in [0, 1].
 * ``iforest``: an Isolation Forest fitted on simulated normal z-vectors, run through ONNX Runtime.
 * ``static`` / ``static_roc``: the baselines plants use: fixed limits per key (frozen at the end of
-  its warm-up, in robust units of the raw value), and those plus a limit on the 10 s rate of change.
+  its warm-up, in robust units of the raw value), and those plus a limit on the 10 s rate of
+  change. Per channel, without context: what a limit table in a plant does.
 
 The model file (`save` / `load`) is a zip: ``detector.json`` (kind, threshold, parameters) plus
 ``iforest.onnx`` or ``hst.pkl`` when the kind needs one. Imports stay light: numpy, plus
@@ -89,6 +97,10 @@ class Params:
     warmup_seconds: float = 300.0  # ... and this much time (a load cycle is 5 to 20 min)
     history: int = 2048  # normal deviation vectors kept per key for the median/MAD
     refit_every: int = 128  # readings between two refits of the same column (8 when young)
+    context: bool = True  # discount what the machine's other channels do at the same time
+    context_tau_s: float = 20.0  # how long a channel's excursion stays in its machine's context
+    context_floor: float = 4.0  # a quiet machine's channels peak around this |z|: not context
+    context_weight: float = 1.5
     learn_z: float = 4.0  # deviations join the key's normal clipped to this many robust sigmas
     z_clip: float = 1e3
 
@@ -187,6 +199,8 @@ class Detector:
     onnx_model: bytes | None = None
     hst: Any = None
     keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
+    # machine -> channel -> (time, decaying peak of its largest |z|): the machine's context
+    machines: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._session: Any = None
@@ -253,7 +267,38 @@ class Detector:
         key.add(np.where(key.ready, np.clip(row, key.median - bound, key.median + bound), row),
                 age)
         key.tick(max(p.refit_every // len(key.median), 1) if key.ready.all() else 8)
+        if p.context:
+            zd = self._in_context(reading, zd)
         return feats, row, zd
+
+    def _in_context(self, reading: Reading, zd: np.ndarray) -> np.ndarray:
+        """The z-vector less what the machine's other channels are doing right now.
+
+        A load change moves every channel of a machine at once; a sensor fault moves one. So
+        each |z| is reduced by the machine's context: the median, over its other channels, of
+        their largest |z| (a peak decaying with `context_tau_s`, which covers temperature
+        following load a minute late). One other channel's own fault does not move a median.
+        """
+        own = float(np.max(np.abs(zd)))
+        chans = self.machines.setdefault(reading.machine_id, {})
+        tau = self.params.context_tau_s
+        t = reading.ts
+        others = sorted(peak * math.exp(-max(t - at, 0.0) / tau)
+                        for ch, (at, peak) in chans.items() if ch != reading.channel)
+        prev = chans.get(reading.channel)
+        decayed = 0.0 if prev is None else prev[1] * math.exp(-max(t - prev[0], 0.0) / tau)
+        chans[reading.channel] = (t, max(own, decayed))
+        if not others:
+            return zd
+        n = len(others)
+        ctx = others[n // 2] if n % 2 else 0.5 * (others[n // 2 - 1] + others[n // 2])
+        p = self.params
+        # Only activity above a quiet machine's (its channels' peaks of noise) is context; it
+        # is weighted above 1 because channels' z-scales differ by their own noise estimates.
+        excess = p.context_weight * max(ctx - p.context_floor, 0.0)
+        if not excess:
+            return zd
+        return np.sign(zd) * np.maximum(np.abs(zd) - excess, 0.0)
 
     def trace(self, readings: Iterable[Reading]) -> Trace:
         """The shared part of scoring for many readings (training's one pass over a data set).
@@ -320,6 +365,7 @@ class Detector:
     def reset(self) -> None:
         """Forget every key (the trained parts stay): for scoring a new data set."""
         self.keys.clear()
+        self.machines.clear()
 
     # -- the model file --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -155,3 +155,35 @@ def test_the_scoring_path_imports_no_server_package():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def machine(step_on, spike_on=None, n=1500, rate=2.0, seed=0):
+    """Four channels of one machine; a load change of 30 sigma over 20 s from reading 1000."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c, channel in enumerate(("temperature", "pressure", "vibration", "current")):
+        x = 10.0 * (c + 1) + rng.normal(0, 0.2, n)
+        if channel in step_on:
+            x[1000:] += 6.0 * np.clip((np.arange(n - 1000)) / 40.0, 0.0, 1.0)
+        if channel == spike_on:
+            x[1200] += 4.0
+        out += [Reading("m1", channel, T0 + i / rate, float(x[i]), f"{channel}:{i}")
+                for i in range(n)]
+    return sorted(out, key=lambda r: (r.ts, r.channel))
+
+
+def flagged(detector, readings):
+    return {(r.channel, int(round((r.ts - T0) * 2))) for r in readings
+            if detector.update(r).anomalous}
+
+
+def test_a_load_change_on_every_channel_is_context_but_a_fault_on_one_is_not():
+    channels = {"temperature", "pressure", "vibration", "current"}
+    alone = flagged(Detector(), machine(step_on={"pressure"}))
+    assert any(c == "pressure" and 1000 <= i <= 1040 for c, i in alone)  # one channel: a fault
+    together = flagged(Detector(), machine(step_on=channels))
+    assert not together  # every channel steps at once: the load changed
+    blind = flagged(Detector(Params(context=False)), machine(step_on=channels))
+    assert {c for c, _ in blind} == channels  # without context each channel alarms
+    spike = flagged(Detector(), machine(step_on=channels, spike_on="current"))
+    assert ("current", 1200) in spike  # a fault after the load change is still seen
