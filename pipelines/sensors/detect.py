@@ -276,8 +276,8 @@ class Detector:
 
         A load change moves every channel of a machine at once; a sensor fault moves one. So
         each |z| is reduced by the machine's context: the median, over its other channels, of
-        their largest |z| (a peak decaying with `context_tau_s`, which covers temperature
-        following load a minute late). One other channel's own fault does not move a median.
+        their largest |z| (a peak decaying with `context_tau_s`; a transition stays as long
+        as it stays in the windows). One other channel's own fault does not move a median.
         """
         own = float(np.max(np.abs(zd)))
         chans = self.machines.setdefault(reading.machine_id, {})
