@@ -8,19 +8,27 @@ kind moves —
   (level shift, slow drift), ``log_std_10s`` (stuck sensor: down; noise burst: up),
   ``roc_10s`` and ``roc_1m`` (steps and ramps) —
 
-as their median and MAD over the last readings that were judged normal. Each deviation becomes a
-robust z-score ``(d - median) / (1.4826 MAD)``, comparable across machines, channels and units.
-That is what makes an unseen machine easy: it starts its own warm-up (`warming_up=True`, never
-anomalous) and learns its normal online; nothing is keyed to a machine seen in training.
+as their median and MAD over the key's recent readings (learned winsorised: an outlier enters
+clipped to `learn_z`, so a spike teaches nothing while a lasting change becomes normal). Each
+deviation becomes a robust z-score ``(d - median) / (1.4826 MAD)``, comparable across machines,
+channels and units. That is what makes an unseen machine easy: it starts its own warm-up
+(`warming_up=True`, never anomalous) and learns its normal online; nothing is keyed to a machine
+seen in training.
+
+A load change moves every channel of a machine at once, a sensor fault moves one: so before
+scoring, each |z| is reduced by the machine's *context*, the median over its other channels of
+their recent largest |z| (`Detector._in_context`). Without it the load cycles' transitions are
+the detector's false alarms.
 
 Scorers on top of the z-vector (`KINDS`), compared by `training/sensors/train.py`:
 
-* ``robust_z``: the largest |z|.
+* ``robust_z``: the largest |z| (in context).
 * ``hst``: River's HalfSpaceTrees, learning online, on the z-vector squashed into [0, 1]
   (``0.5 + 0.5 tanh(z / 8)``) because its half-spaces assume features in [0, 1].
 * ``iforest``: an Isolation Forest fitted on simulated normal z-vectors, run through ONNX Runtime.
 * ``static`` / ``static_roc``: the baselines plants use: fixed limits per key (frozen at the end of
-  its warm-up, in robust units of the raw value), and those plus a limit on the 10 s rate of change.
+  its warm-up, in robust units of the raw value), and those plus a limit on the 10 s rate of
+  change. Per channel, without context: what a limit table in a plant does.
 
 The model file (`save` / `load`) is a zip: ``detector.json`` (kind, threshold, parameters) plus
 ``iforest.onnx`` or ``hst.pkl`` when the kind needs one. Imports stay light: numpy, plus
@@ -47,6 +55,9 @@ KINDS = ("robust_z", "hst", "iforest", "static", "static_roc")
 DEVIATIONS = ("value-mean_1m", "mean_10s-mean_1m", "mean_1m-mean_1h", "log_std_10s",
               "roc_10s", "roc_1m")
 _VALUE, _ROC10 = len(DEVIATIONS), 4  # tracker columns: the deviations, then the raw value
+# Seconds of a key's history before each column means something (the last: the raw value).
+MATURE_S = (60.0, 60.0, 3600.0, 10.0, 10.0, 60.0, 0.0)
+MIN_ROWS = 32  # mature rows a column needs before it has a z
 FORMAT_VERSION = 1
 # artifacts/sensors/ of the repo this file is in (`rtml train sensors` writes there).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "sensors"
@@ -83,10 +94,14 @@ class Params:
     kind: str = "robust_z"
     threshold: float = 8.0
     warmup_readings: int = 300  # a key scores nothing before this many readings ...
-    warmup_seconds: float = 120.0  # ... and this much time
+    warmup_seconds: float = 300.0  # ... and this much time (a load cycle is 5 to 20 min)
     history: int = 2048  # normal deviation vectors kept per key for the median/MAD
-    refit_every: int = 128  # readings between median/MAD refits (64 while warming up)
-    learn_z: float = 6.0  # a reading joins its key's normal only if every |z| is below this
+    refit_every: int = 128  # readings between two refits of the same column (8 when young)
+    context: bool = True  # discount what the machine's other channels do at the same time
+    context_tau_s: float = 20.0  # how long a channel's excursion stays in its machine's context
+    context_floor: float = 4.0  # a quiet machine's channels peak around this |z|: not context
+    context_weight: float = 1.5
+    learn_z: float = 4.0  # deviations join the key's normal clipped to this many robust sigmas
     z_clip: float = 1e3
 
     def __post_init__(self) -> None:
@@ -95,37 +110,72 @@ class Params:
 
 
 class _Key:
-    """One machine and channel: its windows, its normal deviations, its frozen static limits."""
+    """One machine and channel: its windows, its normal deviations, its frozen static limits.
 
-    __slots__ = ("rolling", "buf", "n", "filled", "since", "first_ts", "median", "scale",
-                 "static", "warm")
+    Each deviation has an age at which it means something (`MATURE_S`: the 1 h deviation only
+    once the key has an hour of readings; before that it compares a minute with a shorter and
+    shorter past). Until then its z is 0 and its history holds nothing. The median and MAD of
+    one column are refitted at a time, in turn, so no single reading pays for a full refit
+    (the p99 of the per-reading cost stays near its mean).
+    """
+
+    __slots__ = ("rolling", "buf", "n", "filled", "first_ts", "median", "scale", "ready",
+                 "mature_at", "next_col", "since", "static", "warm")
 
     def __init__(self, params: Params) -> None:
+        cols = len(DEVIATIONS) + 1
         self.rolling = RollingFeatures()
-        self.buf = np.empty((params.history, len(DEVIATIONS) + 1))
+        self.buf = np.zeros((params.history, cols))
         self.n = 0  # readings seen
         self.filled = 0  # rows written to buf (ring)
-        self.since = 0  # rows added since the last refit
         self.first_ts: float | None = None
-        self.median = np.zeros(len(DEVIATIONS) + 1)
-        self.scale = np.ones(len(DEVIATIONS) + 1)
+        self.median = np.zeros(cols)
+        self.scale = np.ones(cols)
+        self.ready = np.zeros(cols, dtype=bool)  # enough mature history for a z
+        self.mature_at: list[int | None] = [None] * cols  # `filled` when the column matured
+        self.next_col = 0
+        self.since = 0
         self.static: tuple[float, float, float, float] | None = None  # med, scale, roc med, scale
         self.warm = True
 
-    def add(self, row: np.ndarray) -> None:
+    def add(self, row: np.ndarray, age: float) -> None:
+        for i, mature in enumerate(MATURE_S):
+            if self.mature_at[i] is None and age >= mature:
+                self.mature_at[i] = self.filled
         self.buf[self.filled % len(self.buf)] = row
         self.filled += 1
         self.since += 1
 
-    def refit(self) -> None:
-        rows = self.buf[: min(self.filled, len(self.buf))]
-        self.median = np.median(rows, axis=0)
-        mad = np.median(np.abs(rows - self.median), axis=0) * 1.4826
-        spread = rows.std(axis=0)
+    def refit_column(self, i: int) -> None:
+        start = self.mature_at[i]
+        if start is None:
+            return
+        count = self.filled - start
+        size = len(self.buf)
+        if count < MIN_ROWS:
+            self.ready[i] = False
+            return
+        col = self.buf[:, i] if count >= size and self.filled >= size else \
+            self.buf[np.arange(start, self.filled) % size, i]
+        med = float(np.median(col))
+        mad = float(np.median(np.abs(col - med))) * 1.4826
         # A MAD of 0 (quantised or constant data) must not make every change infinitely odd.
-        floor = np.maximum(0.1 * spread, 1e-6 * (1.0 + np.abs(self.median)))
-        self.scale = np.maximum(mad, floor)
+        floor = max(0.1 * float(col.std()), 1e-6 * (1.0 + abs(med)))
+        self.median[i] = med
+        self.scale[i] = max(mad, floor)
+        self.ready[i] = True
+
+    def refit(self) -> None:
+        for i in range(len(self.median)):
+            self.refit_column(i)
         self.since = 0
+
+    def tick(self, every: int) -> None:
+        """Refit the next column once `every` rows have come in since the last one."""
+        if self.since >= every:
+            self.refit_column(self.next_col)
+            self.next_col = (self.next_col + 1) % len(self.median)
+            self.since = 0
 
 
 def deviations(f: Mapping[str, float], x: float) -> list[float]:
@@ -149,6 +199,8 @@ class Detector:
     onnx_model: bytes | None = None
     hst: Any = None
     keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
+    # machine -> channel -> (time, decaying peak of its largest |z|): the machine's context
+    machines: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._session: Any = None
@@ -177,8 +229,8 @@ class Detector:
     def _step(self, reading: Reading) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
         """Features, the raw row and its robust z (None while warming up); learns if normal.
 
-        What every scorer shares. Learning is gated on the robust z (`learn_z`), never on the
-        scorer's own threshold, so a key's normal — and so every score — is the same whatever
+        What every scorer shares. Learning depends on the robust z only (`learn_z`), never on
+        the scorer's own threshold, so a key's normal — and so every score — is the same whatever
         threshold is set: training sweeps thresholds over one pass.
         """
         key = self.keys.get(reading.key)
@@ -194,23 +246,59 @@ class Detector:
         if key.first_ts is None:
             key.first_ts = reading.ts
         p = self.params
+        age = reading.ts - key.first_ts
         if key.warm:
-            key.add(row)
-            if key.since >= 64:
-                key.refit()
-            if key.n >= p.warmup_readings and reading.ts - key.first_ts >= p.warmup_seconds:
+            key.add(row, age)
+            key.tick(8)
+            if key.n >= p.warmup_readings and age >= p.warmup_seconds:
                 key.refit()
                 key.warm = False
                 key.static = (float(key.median[_VALUE]), float(key.scale[_VALUE]),
                               float(key.median[_ROC10]), float(key.scale[_ROC10]))
             return feats, row, None
-        z = np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip)
+        z = np.where(key.ready, np.clip((row - key.median) / key.scale, -p.z_clip, p.z_clip),
+                     0.0)
         zd = z[: len(DEVIATIONS)]
-        if float(np.max(np.abs(zd))) < p.learn_z:
-            key.add(row)
-            if key.since >= p.refit_every:
-                key.refit()
+        # Learn winsorised: a deviation beyond learn_z enters the history clipped to that bound.
+        # One spike then moves nothing, while a change that persists (a new load regime, a
+        # cycle longer than the warm-up) piles up at the bound and widens the MAD until it is
+        # normal: a key never stays in permanent alarm.
+        bound = p.learn_z * key.scale
+        key.add(np.where(key.ready, np.clip(row, key.median - bound, key.median + bound), row),
+                age)
+        key.tick(max(p.refit_every // len(key.median), 1) if key.ready.all() else 8)
+        if p.context:
+            zd = self._in_context(reading, zd)
         return feats, row, zd
+
+    def _in_context(self, reading: Reading, zd: np.ndarray) -> np.ndarray:
+        """The z-vector less what the machine's other channels are doing right now.
+
+        A load change moves every channel of a machine at once; a sensor fault moves one. So
+        each |z| is reduced by the machine's context: the median, over its other channels, of
+        their largest |z| (a peak decaying with `context_tau_s`; a transition stays as long
+        as it stays in the windows). One other channel's own fault does not move a median.
+        """
+        own = float(np.max(np.abs(zd)))
+        chans = self.machines.setdefault(reading.machine_id, {})
+        tau = self.params.context_tau_s
+        t = reading.ts
+        others = sorted(peak * math.exp(-max(t - at, 0.0) / tau)
+                        for ch, (at, peak) in chans.items() if ch != reading.channel)
+        prev = chans.get(reading.channel)
+        decayed = 0.0 if prev is None else prev[1] * math.exp(-max(t - prev[0], 0.0) / tau)
+        chans[reading.channel] = (t, max(own, decayed))
+        if not others:
+            return zd
+        n = len(others)
+        ctx = others[n // 2] if n % 2 else 0.5 * (others[n // 2 - 1] + others[n // 2])
+        p = self.params
+        # Only activity above a quiet machine's (its channels' peaks of noise) is context; it
+        # is weighted above 1 because channels' z-scales differ by their own noise estimates.
+        excess = p.context_weight * max(ctx - p.context_floor, 0.0)
+        if not excess:
+            return zd
+        return np.sign(zd) * np.maximum(np.abs(zd) - excess, 0.0)
 
     def trace(self, readings: Iterable[Reading]) -> Trace:
         """The shared part of scoring for many readings (training's one pass over a data set).
@@ -277,6 +365,7 @@ class Detector:
     def reset(self) -> None:
         """Forget every key (the trained parts stay): for scoring a new data set."""
         self.keys.clear()
+        self.machines.clear()
 
     # -- the model file --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

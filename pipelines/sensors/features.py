@@ -221,7 +221,7 @@ def _ring_stats(ring: deque[tuple[float, float]], x: float, ts: float) -> dict[s
     hi = -math.inf
     for t, v in ring:
         sx += v
-        st += t
+        st += t - ts  # relative: epoch seconds summed lose the sub-ms part
         if v < lo:
             lo = v
         if v > hi:
@@ -231,6 +231,6 @@ def _ring_stats(ring: deque[tuple[float, float]], x: float, ts: float) -> dict[s
     for _, v in ring:
         d = v - mean
         ss += d * d
-    dt = ts - st / n
+    dt = -st / n
     return {"mean_10s": mean, "std_10s": math.sqrt(ss / n), "min_10s": lo, "max_10s": hi,
             "roc_10s": (x - mean) / dt if dt > 1e-9 else 0.0}

@@ -1,1 +1,1 @@
-"""unit."""
+"""sensors unit tests."""
