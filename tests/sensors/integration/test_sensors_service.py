@@ -10,6 +10,7 @@ import pytest
 
 from rtml.runtime import process, serve_command
 from rtml.settings import REPO_ROOT, Settings
+from tests.sensors.sample import readings
 from tests.support.procs import free_port
 
 SPIKE = 55
@@ -28,10 +29,11 @@ def url(sensors: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPat
 
 
 def _window() -> list[dict]:
-    """One channel at 4 Hz: a calm level (alternating ±0.3), one spike of +20 at `SPIKE`."""
-    return [{"machine_id": "w1", "channel": "pressure", "timestamp": 1_764_590_400 + i / 4,
-             "value": 40.0 + (0.3 if i % 2 else -0.3) + (20.0 if i == SPIKE else 0.0),
-             "reading_id": f"w1-{i}"} for i in range(70)]
+    """One channel at 4 Hz, seeded noise around a level, one spike of +20 at `SPIKE`."""
+    rows, spiked = readings(machines=["w1"], channels=["pressure"], seconds=70 / 4, hz=4.0,
+                            warm_s=SPIKE / 4, spikes=1)
+    assert len(rows) == 70 and {ts for _, _, ts in spiked} == {rows[SPIKE]["timestamp"]}
+    return rows
 
 
 def test_a_window_gets_one_verdict_per_reading(url: str) -> None:
