@@ -117,7 +117,14 @@ def main() -> int:
             t0_ms = int(client.time()[0]) * 1000 + int(client.time()[1]) // 1000
             sent = produce(address=s.redis_address, settings=s, readings=readings, rate=rate,
                            partitions=s.stream_partitions, progress=False)
-            time.sleep(3)
+            # Until the flow has caught up: the alert count stops moving for 3 s (30 s at most).
+            seen, still, deadline = -1, 0, time.monotonic() + 30
+            while still < 3 and time.monotonic() < deadline:
+                time.sleep(1)
+                n = client.xlen(ALERT_STREAM)
+                still, seen = (still + 1, n) if n == seen else (0, n)
+            if not seen:
+                print((Path(tmp) / "flow.log").read_text()[-3000:])
             timed_from = t0_ms + args.warmup_s * 1000
             lat = []
             for entry_id, f in client.xrange(ALERT_STREAM):
@@ -132,7 +139,7 @@ def main() -> int:
     a = np.array(lat or [np.nan])
     result = {"machines": args.machines, "channels": len(CHANNELS), "hz": args.hz,
               "target_rate": rate, "achieved_rate": round(sent["achieved_rate"]),
-              "readings": sent["sent"], "alerts_timed": len(lat),
+              "readings": sent["sent"], "alerts": seen, "alerts_timed": len(lat),
               "alert_ms": {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)}
               | {"max": float(a.max())},
               "processing_us": processing_us(readings), "flow_rss_mb": rss}
