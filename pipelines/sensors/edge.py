@@ -136,11 +136,13 @@ def run(*, detector: Any, parse: Callable[[dict[str, Any]], Any], source: str,
     outbox = Outbox(outbox_path)
     forwarder = (Forwarder(outbox_path=outbox_path, connect=central, stream=stream).start()
                  if central is not None else None)
-    stop = {"now": False}
+    stop = {"now": False, "waiting": False}
 
     def on_signal(signum: int, frame: Any) -> None:
         stop["now"] = True
-        if source == "-":  # a blocking read of stdin only ends by an exception
+        # A blocking read of stdin only ends by an exception; anywhere else the loop sees the
+        # flag after the reading in hand (never between the outbox and the JSON-lines sink).
+        if source == "-" and stop["waiting"]:
             raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -148,8 +150,16 @@ def run(*, detector: Any, parse: Callable[[dict[str, Any]], Any], source: str,
     t0 = time.perf_counter()
     try:
         with open(alerts_path, "a", encoding="utf-8") as sink:
-            for item in records(lines(source, follow=follow, stdin=stdin,
-                                      stopped=lambda: stop["now"])):
+            items = records(lines(source, follow=follow, stdin=stdin,
+                                  stopped=lambda: stop["now"]))
+            while not stop["now"]:
+                stop["waiting"] = True
+                try:
+                    item = next(items, None)
+                finally:
+                    stop["waiting"] = False
+                if item is None:
+                    break
                 start = time.perf_counter()
                 try:
                     if isinstance(item, BadLine):
