@@ -58,6 +58,9 @@ _VALUE, _ROC10 = len(DEVIATIONS), 4  # tracker columns: the deviations, then the
 # Seconds of a key's history before each column means something (the last: the raw value).
 MATURE_S = (60.0, 60.0, 3600.0, 10.0, 10.0, 60.0, 0.0)
 MIN_ROWS = 32  # mature rows a column needs before it has a z
+# Context decay per deviation, in units of `context_tau_s`: the 1 h deviation of a channel that
+# lags its load (temperature, by a minute) moves minutes after the others'.
+_TAU_SHAPE = np.array([1.0, 1.0, 6.0, 1.0, 1.0, 3.0])
 FORMAT_VERSION = 1
 # artifacts/sensors/ of the repo this file is in (`rtml train sensors` writes there).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "sensors"
@@ -158,7 +161,12 @@ class _Key:
         col = self.buf[:, i] if count >= size and self.filled >= size else \
             self.buf[np.arange(start, self.filled) % size, i]
         med = float(np.median(col))
-        mad = float(np.median(np.abs(col - med))) * 1.4826
+        dev = np.abs(col - med)
+        # The larger of two Gaussian-consistent spreads: the MAD, and the 95th percentile of
+        # the deviations / 1.96. A load cycle makes some deviations bimodal (idle, running),
+        # where the MAD sees only one mode and every switch would be an outlier.
+        k = int(0.95 * (len(dev) - 1))
+        mad = max(float(np.median(dev)) * 1.4826, float(np.partition(dev, k)[k]) / 1.96)
         # A MAD of 0 (quantised or constant data) must not make every change infinitely odd.
         floor = max(0.1 * float(col.std()), 1e-6 * (1.0 + abs(med)))
         self.median[i] = med
@@ -200,7 +208,7 @@ class Detector:
     hst: Any = None
     keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
     # machine -> channel -> (time, decaying peak of its largest |z|): the machine's context
-    machines: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    machines: dict[str, dict[str, tuple[float, np.ndarray]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._session: Any = None
@@ -276,27 +284,28 @@ class Detector:
 
         A load change moves every channel of a machine at once; a sensor fault moves one. So
         each |z| is reduced by the machine's context: the median, over its other channels, of
-        their largest |z| (a peak decaying with `context_tau_s`; a transition stays as long
-        as it stays in the windows). One other channel's own fault does not move a median.
+        their |z| of the same deviation (peaks decaying with `context_tau_s` x `_TAU_SHAPE`: a
+        transition stays as long as it stays in the windows). One other channel's own fault
+        does not move a median.
         """
-        own = float(np.max(np.abs(zd)))
+        own = np.abs(zd)
         chans = self.machines.setdefault(reading.machine_id, {})
-        tau = self.params.context_tau_s
+        decay = _TAU_SHAPE * self.params.context_tau_s
         t = reading.ts
-        others = sorted(peak * math.exp(-max(t - at, 0.0) / tau)
-                        for ch, (at, peak) in chans.items() if ch != reading.channel)
+        others = [peak * np.exp(-max(t - at, 0.0) / decay)
+                  for ch, (at, peak) in chans.items() if ch != reading.channel]
         prev = chans.get(reading.channel)
-        decayed = 0.0 if prev is None else prev[1] * math.exp(-max(t - prev[0], 0.0) / tau)
-        chans[reading.channel] = (t, max(own, decayed))
+        mine = own if prev is None else np.maximum(
+            own, prev[1] * np.exp(-max(t - prev[0], 0.0) / decay))
+        chans[reading.channel] = (t, mine)
         if not others:
             return zd
-        n = len(others)
-        ctx = others[n // 2] if n % 2 else 0.5 * (others[n // 2 - 1] + others[n // 2])
+        ctx = np.median(np.array(others), axis=0)
         p = self.params
         # Only activity above a quiet machine's (its channels' peaks of noise) is context; it
         # is weighted above 1 because channels' z-scales differ by their own noise estimates.
-        excess = p.context_weight * max(ctx - p.context_floor, 0.0)
-        if not excess:
+        excess = p.context_weight * np.maximum(ctx - p.context_floor, 0.0)
+        if not excess.any():
             return zd
         return np.sign(zd) * np.maximum(np.abs(zd) - excess, 0.0)
 

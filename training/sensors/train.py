@@ -12,7 +12,8 @@ scorer and its threshold (plus the Isolation Forest's trees and HST's warm start
    plant: recall, false alarms per hour, median delay per fault kind. Also the test plant's
    false alarms at several equal recalls, and the ratio to static limits + rate of change.
 4. The detector with the fewest false alarms per hour at equal recall on the fit plant is saved
-   (`artifacts/sensors/sensors-<kind>-<time>.zip`), its threshold frozen; `metrics.json` beside it.
+   (`artifacts/sensors/sensors-<kind>-<time>.zip`), its threshold frozen; `metrics.json` beside it;
+   every detector with its own fixed threshold under `artifacts/sensors/all/`.
 """
 
 from __future__ import annotations
@@ -131,12 +132,16 @@ def train(settings: Settings, *, service_name: str | None = None, seeds: list[in
         "rules": {"grace_s": ev.GRACE_S, "latch_release_s": ev.RELEASE_S, "quiet_s": QUIET_S},
         "trace_seconds": t_trace, "detectors": results,
     }
-    chosen = detectors[best]
-    chosen.card = {k: m[k] for k in ("scenario", "chosen", "threshold", "recall_target",
-                                     "plants", "rules")} | {
-        "test": {k: results[best]["test"][k] for k in ("recall", "false_alarms_per_hour")},
-        "trained_at": stamp}
-    chosen.save(model_path)
+    # Every detector with its fixed threshold under all/ (for `nab-score --model`), the chosen
+    # one at the top, where `load_detector` looks.
+    for kind, det in detectors.items():
+        det.card = {k: m[k] for k in ("scenario", "chosen", "recall_target", "plants",
+                                      "rules")} | {
+            "kind": kind, "threshold": results[kind]["threshold"], "trained_at": stamp,
+            "test": {k: results[kind]["test"][k] for k in ("recall", "false_alarms_per_hour")}}
+        det.save(out_dir / "all" / f"sensors-{kind}-{stamp}.zip")
+    detectors[best].save(model_path)
+    m["all_models"] = str(out_dir / "all")
     (out_dir / "metrics.json").write_text(json.dumps(m, indent=1, default=_jsonable))
     return m
 
