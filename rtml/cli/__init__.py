@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from rtml.cli import bench, data, demo, features, log, monitor, redis, serve, stream, train
+from rtml.cli import (
+    bench,
+    data,
+    demo,
+    edge,
+    features,
+    log,
+    monitor,
+    redis,
+    sensors,
+    serve,
+    stream,
+    train,
+)
 from rtml.cli.stream import stream_command
 
 __all__ = ["app", "stream_command"]
@@ -22,3 +35,5 @@ app.add_typer(log.app, name="log")
 app.add_typer(stream.app, name="stream")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(bench.app, name="bench")
+app.add_typer(sensors.app, name="sensors")
+app.add_typer(edge.app, name="edge")

@@ -1,4 +1,4 @@
-"""`rtml data`: the fraud scenario's synthetic history and its delayed labels."""
+"""`rtml data`: synthetic data (fraud: history and delayed labels; sensors: a plant)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rtml.cli.common import parse_every, settings
+from rtml.cli.common import parse_every, scenario, settings
 
 app = typer.Typer(no_args_is_help=True, help="Synthetic data.")
 
@@ -27,8 +27,25 @@ def data_generate(
         help="with --drift-from-day: multiply amounts by this factor")] = 1.5,
     label_delay: Annotated[str, typer.Option(
         help="labels (chargebacks) become visible this long after the payment, e.g. 2d")] = "2d",
+    scenario_name: Annotated[str, typer.Option(
+        "--scenario", help="whose data: fraud (transactions) or sensors (a plant)")] = "fraud",
+    machines: Annotated[int, typer.Option(help="sensors: number of machines")] = 6,
+    hours: Annotated[float, typer.Option(help="sensors: hours of readings")] = 1.5,
+    rate_hz: Annotated[float | None, typer.Option(
+        help="sensors: every machine's rate (default: each draws 1, 2, 5 or 10 Hz)")] = None,
 ) -> None:
-    """Simulate customers, terminals and transactions with three fraud scenarios."""
+    """Simulate a scenario's data: fraud (default) or sensors (`--scenario sensors`)."""
+    if scenario_name != "fraud":
+        gen = scenario(scenario_name, needs="generator").load("generator")
+        s = settings(scenario_name)
+        try:
+            lines = gen(s.raw_dir / scenario_name, machines=machines, hours=hours, seed=seed,
+                        rate_hz=rate_hz)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        for line in lines:
+            typer.echo(line)
+        return
     from monitoring.fraud.labels import write_labels
     from pipelines.fraud.simulate import default_start, simulate, write
 

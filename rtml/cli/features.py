@@ -21,11 +21,14 @@ def features_build() -> None:
     """Nightly batch features and the streamed windows' backfill: the Feast offline sources."""
     from pipelines.fraud.batch_features import build
     from pipelines.fraud.windows import write_backfill
+    from pipelines.sensors.offline_sources import ensure_offline_sources
 
     s = settings()
     t0 = time.perf_counter()
     paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
     paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
+    # Every online view's batch source must exist for `feast materialize-incremental`.
+    paths.update({p.stem: p for p in ensure_offline_sources(s.features_dir)})
     typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
                + ", ".join(str(p) for p in paths.values()))
 

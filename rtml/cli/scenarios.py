@@ -24,4 +24,15 @@ FRAUD = Scenario(
     bench_requests="benchmarks.load:sample_requests",
 )
 
-REGISTRY = Registry([FRAUD])
+SENSORS = Scenario(
+    name="sensors",
+    summary="machine sensor readings scored as they stream: an alert within a second",
+    feature_services=("sensors_model_v1",),
+    service="bentos.sensors.service:SensorsService",
+    flow="pipelines.sensors.flow:get_flow()",
+    trainer="training.sensors.train:train",
+    train_summary="training.sensors.report:summary_lines",
+    generator="pipelines.sensors.simulate:generate",
+)
+
+REGISTRY = Registry([FRAUD, SENSORS])

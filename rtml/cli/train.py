@@ -29,7 +29,8 @@ def train(
     s = settings(model)
     t0 = time.perf_counter()
     m = trainer(s, service_name=service or sc.default_feature_service, seeds=seed_list)
-    typer.echo(f"trained {m['bentoml_tag']} in {time.perf_counter() - t0:.1f}s on {m['device']}")
+    made = m.get("bentoml_tag") or m.get("model_path")  # a BentoML tag, or a model file
+    typer.echo(f"trained {made} in {time.perf_counter() - t0:.1f}s on {m['device']}")
     if sc.train_summary:
         for line in sc.load("train_summary")(m):
             typer.echo(line)

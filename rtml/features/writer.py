@@ -6,7 +6,7 @@ machine that is ~200 µs per row, which alone caps the fresh-features flow near 
 bytes Feast finally writes are simple, so this writer produces exactly them (a test checks it byte
 for byte against `FeatureStore.push` and reads the result back through Feast):
 
-- key: Feast's serialized entity key + the project name (cached per entity id);
+- key: Feast's serialized entity key (an int64 or string id) + the project name (cached per id);
 - one hash field per feature: murmur3 of ``"<view>:<feature>"`` -> the serialized `ValueProto`
   of the view's declared type;
 - ``_ts:<view>`` -> the serialized event-time `Timestamp`;
@@ -30,6 +30,7 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Float32, Float64, Int32, Int64
+from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 # Feast type -> the ValueProto field its values are stored in (the types rtml's views use).
@@ -38,16 +39,24 @@ _PROTO_FIELD = {Int64: "int64_val", Int32: "int32_val", Float64: "double_val",
 _CAST = {"int64_val": int, "int32_val": int, "double_val": float, "float_val": float}
 MAX_CACHED_KEYS = 1_000_000
 
-Row = tuple[int, dict[str, Any], datetime]
-"""`(entity id, {feature: value}, event time)` for one push source."""
+Row = tuple[int | str, dict[str, Any], datetime]
+"""`(entity id, {feature: value}, event time)` for one push source (int or string ids)."""
+
+
+# Entity value type -> the ValueProto field and Python type of its key (int ids, string ids).
+_KEY_FIELD = {ValueType.INT64: ("int64_val", int), ValueType.STRING: ("string_val", str)}
 
 
 class _ViewWrite:
     """How one feature view's rows are laid out in Redis."""
 
-    def __init__(self, view: Any) -> None:
+    def __init__(self, view: Any, key_type: ValueType = ValueType.INT64) -> None:
         self.name = view.name
         (self.join_key,) = view.join_keys  # every rtml view has exactly one entity
+        if key_type not in _KEY_FIELD:
+            raise ValueError(f"{view.name}: entity type {key_type} is not supported by the "
+                             "direct writer; use RTML_<SCENARIO>__STREAM_WRITER=feast")
+        self.key_field = _KEY_FIELD[key_type]
         self.ts_field = f"_ts:{view.name}".encode()
         self.fields: dict[str, tuple[bytes, str]] = {}
         for feature in view.features:
@@ -71,8 +80,10 @@ class FeastRedisWriter:
         for view in store.list_feature_views():
             source = view.stream_source
             if source is not None and type(source).__name__ == "PushSource":
-                self._views.setdefault(source.name, []).append(_ViewWrite(view))
-        self._keys: dict[tuple[str, int], bytes] = {}
+                (entity,) = view.entities
+                key_type = store.get_entity(entity).value_type
+                self._views.setdefault(source.name, []).append(_ViewWrite(view, key_type))
+        self._keys: dict[tuple[str, int | str], bytes] = {}
 
     def views_of(self, push_source: str) -> list[str]:
         """The feature views a push source feeds (KeyError for an unknown source)."""
@@ -80,13 +91,15 @@ class FeastRedisWriter:
             raise KeyError(f"no feature view is fed by push source {push_source!r}")
         return [v.name for v in self._views[push_source]]
 
-    def _key(self, join_key: str, entity: int) -> bytes:
+    def _key(self, join_key: str, entity: int | str,
+             key_field: tuple[str, type] = _KEY_FIELD[ValueType.INT64]) -> bytes:
         cached = self._keys.get((join_key, entity))
         if cached is None:
             if len(self._keys) >= MAX_CACHED_KEYS:
                 self._keys.clear()
+            proto_field, cast = key_field
             ek = EntityKeyProto(join_keys=[join_key],
-                                entity_values=[ValueProto(int64_val=int(entity))])
+                                entity_values=[ValueProto(**{proto_field: cast(entity)})])
             cached = serialize_entity_key(ek, entity_key_serialization_version=self._key_version)
             cached = self._keys[(join_key, entity)] = cached + self._project
         return cached
@@ -103,7 +116,7 @@ class FeastRedisWriter:
                 for name, (field, proto_field) in view.fields.items():
                     value = ValueProto(**{proto_field: _CAST[proto_field](values[name])})
                     mapping[field] = value.SerializeToString()
-                planned.append((self._key(view.join_key, entity), view.ts_field,
+                planned.append((self._key(view.join_key, entity, view.key_field), view.ts_field,
                                 ts.seconds * 1_000_000_000 + ts.nanos, mapping))
         if not planned:
             return 0
