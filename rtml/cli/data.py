@@ -1,4 +1,4 @@
-"""`rtml data`: the fraud scenario's synthetic history and its delayed labels."""
+"""`rtml data`: a scenario's synthetic history (fraud: with its delayed labels; recs: a shop)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ app = typer.Typer(no_args_is_help=True, help="Synthetic data.")
 
 @app.command("generate")
 def data_generate(
-    days: Annotated[int, typer.Option(help="days of transactions")] = 90,
+    scenario: Annotated[str, typer.Option(help="fraud (payments) or recs (shop)")] = "fraud",
+    days: Annotated[int | None, typer.Option(help="days of history (fraud: 90, recs: 21)")] = None,
     customers: Annotated[int, typer.Option(help="number of customers")] = 5000,
     terminals: Annotated[int, typer.Option(help="number of terminals")] = 10000,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
@@ -25,10 +26,21 @@ def data_generate(
         help="inject drift from this day index on (0 = first day)")] = None,
     drift_amount: Annotated[float, typer.Option(
         help="with --drift-from-day: multiply amounts by this factor")] = 1.5,
+    users: Annotated[int, typer.Option(help="recs: number of users")] = 20_000,
+    items: Annotated[int, typer.Option(help="recs: number of items")] = 10_000,
+    user_skew: Annotated[float, typer.Option(
+        help="recs: Zipf exponent of user activity (sets the cache hit rate)")] = 1.0,
     label_delay: Annotated[str, typer.Option(
         help="labels (chargebacks) become visible this long after the payment, e.g. 2d")] = "2d",
 ) -> None:
-    """Simulate customers, terminals and transactions with three fraud scenarios."""
+    """Simulate a scenario's history: fraud payments, or recs sessions, items and stock."""
+    if scenario == "recs":
+        _generate_recs(days=days or 21, users=users, items=items, seed=seed,
+                       user_skew=user_skew, drift_from_day=drift_from_day)
+        return
+    if scenario != "fraud":
+        raise typer.BadParameter(f"--scenario {scenario!r}: fraud or recs")
+    days = days or 90
     from monitoring.fraud.labels import write_labels
     from pipelines.fraud.simulate import default_start, simulate, write
 
@@ -51,3 +63,21 @@ def data_generate(
         typer.echo(f"drift: amounts x{drift_amount:g} from day {drift_from_day} "
                    f"({first + timedelta(days=drift_from_day)})")
     typer.echo(f"labels visible {label_delay} after each payment -> {labels}")
+
+
+def _generate_recs(*, days: int, users: int, items: int, seed: int, user_skew: float,
+                   drift_from_day: int | None) -> None:
+    from pipelines.recs.simulate import simulate
+
+    s = settings("recs")
+    t0 = time.perf_counter()
+    try:
+        cat = simulate(s, seed=seed, n_users=users, n_items=items, days=days,
+                       user_skew=user_skew, drift_from_day=drift_from_day)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    counts = cat.events["type"].value_counts()
+    kinds = ", ".join(f"{counts.get(t, 0):,} {t}" for t in ("click", "cart", "order", "restock"))
+    typer.echo(f"{len(cat.events):,} events ({kinds}) "
+               f"of {users:,} users on {items:,} items over {days} days in "
+               f"{time.perf_counter() - t0:.1f}s -> {s.data_dir / 'recs'}")
