@@ -295,7 +295,7 @@ def tune_gc() -> None:
 def get_flow() -> Dataflow:
     """The production wiring from settings: Redis Streams in, Feast push out."""
     from feature_repo.recs.stream_specs import STREAMED_JOIN_KEYS
-    from pipelines.recs.catalogue import category_lookup, initial_stock_lookup
+    from pipelines.recs.stream_inputs import category_lookup, initial_stock_lookup
     from pipelines.recs.events import STREAM
     from rtml.features.online import load_store
     from rtml.features.push import FeastPushSink
