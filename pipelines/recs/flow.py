@@ -35,6 +35,7 @@ from feature_repo.recs.stream_specs import (
     USER_SESSION,
 )
 from pipelines.recs.events import DEAD_LETTER_STREAM, USER_TYPES, BadEvent, parse_event
+from pipelines.recs.keys import TRENDING_INDEX
 from pipelines.recs.stream_state import SessionState, StockState, trending_values
 from rtml.features import windows as kit
 from rtml.metrics import stream_event_counter
@@ -48,7 +49,6 @@ Event = tuple[dict[str, Any], int]  # (parsed event, XADD ms)
 BadEntry = tuple[dict[str, str], str, str]  # (fields, reason, source entry id)
 ONE_MICROSECOND = timedelta(microseconds=1)
 EXPIRY_GRACE_S = 60.0
-TRENDING_INDEX = "rtml:recs:trending"  # sorted set: item id -> events in the last hour
 
 
 def wall_clock() -> datetime:
@@ -295,8 +295,8 @@ def tune_gc() -> None:
 def get_flow() -> Dataflow:
     """The production wiring from settings: Redis Streams in, Feast push out."""
     from feature_repo.recs.stream_specs import STREAMED_JOIN_KEYS
-    from pipelines.recs.stream_inputs import category_lookup, initial_stock_lookup
     from pipelines.recs.events import STREAM
+    from pipelines.recs.stream_inputs import category_lookup, initial_stock_lookup
     from rtml.features.online import load_store
     from rtml.features.push import FeastPushSink
     from rtml.streams.source import RedisStreamSource

@@ -36,13 +36,13 @@ def _column(settings: Settings, name: str) -> dict[int, int]:
 
 
 def category_lookup(settings: Settings) -> Callable[[int], int]:
-    """item id -> category (`UNKNOWN_CATEGORY` for an item the catalogue lacks)."""
+    """Item id -> category (`UNKNOWN_CATEGORY` for an item the catalogue lacks)."""
     categories = _column(settings, "category")
     return lambda item: categories.get(item, UNKNOWN_CATEGORY)
 
 
 def initial_stock_lookup(settings: Settings) -> Callable[[int], int]:
-    """item id -> the level its stock starts from in the flow (see the module docstring)."""
+    """Item id -> the level its stock starts from in the flow (see the module docstring)."""
     from rtml.features.online import OnlineReader, load_store
 
     capacity = _column(settings, "capacity")
