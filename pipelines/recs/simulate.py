@@ -174,6 +174,7 @@ def simulate(settings: Any | None = None, *, seed: int = 0, n_users: int = 20_00
                         rng.integers(1, 4, n), 1)
     ev = pd.DataFrame({"user_id": s_user[sess] + 1, "item_id": item, "session_id": sess + 1,
                        "kind": kind, "t": ts, "quantity": quantity})
+    ev = ev[ev["t"] < days * DAY_S]  # a session running past the last midnight is cut there
     ev = ev.sort_values("t", kind="stable").reset_index(drop=True)
     items, restock = _stock(rng, ev, category=category, popularity=popularity, days=days,
                             consumable=consumable_cat[category], launch_day=launch_day)
