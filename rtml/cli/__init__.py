@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rtml.cli import bench, data, demo, features, log, monitor, redis, serve, stream, train
+from rtml.cli import bench, data, demo, features, log, monitor, recs, redis, serve, stream, train
 from rtml.cli.stream import stream_command
 
 __all__ = ["app", "stream_command"]
@@ -22,3 +22,4 @@ app.add_typer(log.app, name="log")
 app.add_typer(stream.app, name="stream")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(bench.app, name="bench")
+app.add_typer(recs.app, name="recs")
