@@ -62,6 +62,9 @@ PATHS = ("/recommendations",)
 _settings = Settings(scenario="recs")
 app = FastAPI(title="rtml recommendations", openapi_url=None, docs_url=None, redoc_url=None)
 T = TypeVar("T")
+# A fallback re-reads the stock of what it answers within this, else answers the list as the
+# refresher last checked it (at most bentos.recs.fallback.REFRESH_S old).
+FALLBACK_CHECK_MS = 10.0
 
 
 class StageFailed(RuntimeError):
@@ -162,10 +165,10 @@ class RecsService:
     async def recommend(self, user_id: int, k: int, explicit: list[int] | None) -> Answer:
         """Every stage, or the fallback; timed, logged, never raising."""
         t0 = time.perf_counter()
-        deadline = t0 + self.settings.request_budget_ms / 1000
+        await self.lists.ensure()  # once per worker: the shared lists, before the clock runs
+        deadline = time.perf_counter() + self.settings.request_budget_ms / 1000
         a = Answer(user_id=user_id, k=k, version=self.scorer.version)
         try:
-            await self.lists.ensure()
             if self.online is None:
                 raise StageFailed("feature_store_unavailable: feature services not loaded")
             ranked, stock_ids = await self._ranked(a, explicit, deadline)
@@ -272,12 +275,17 @@ class RecsService:
             left = self._budget(a, stage, deadline)
             if not self.breaker.allow():
                 raise StageFailed("feature_store_unavailable: circuit open after repeated errors")
-            timeout = min(left, self.settings.feature_timeout_ms / 1000)
+            read_s = self.settings.feature_timeout_ms / 1000
             try:
-                result = await asyncio.wait_for(read(), timeout)
+                result = await asyncio.wait_for(read(), min(left, read_s))
             except TimeoutError:
                 self.breaker.record(False)
-                raise StageFailed(f"{stage}_timeout: over {timeout * 1000:.0f} ms") from None
+                if left < read_s:
+                    raise StageFailed(f"budget: {stage} ran past the "
+                                      f"{self.settings.request_budget_ms:g} ms request budget"
+                                      ) from None
+                raise StageFailed(f"{stage}_timeout: over "
+                                  f"{self.settings.feature_timeout_ms:g} ms") from None
             except (redis.RedisError, OSError) as exc:
                 self.breaker.record(False)
                 raise StageFailed(f"feature_store_unavailable: {type(exc).__name__}: {exc}"
@@ -291,9 +299,9 @@ class RecsService:
     async def _fallback(self, a: Answer, reason: str) -> None:
         a.fallback, a.reason, a.cold_start = True, reason, False
         t = time.perf_counter()
+        check_s = min(self.settings.feature_timeout_ms, FALLBACK_CHECK_MS) / 1000
         items = await self.lists.in_stock_popular(a.k, check=self.breaker.allow(),
-                                                  timeout_s=self.settings.feature_timeout_ms
-                                                  / 1000)
+                                                  timeout_s=check_s)
         a.items = [Recommendation(item_id=i, score=round(score, 6), source="popular")
                    for i, score in items]
         a.timings["fallback"] = (time.perf_counter() - t) * 1000
