@@ -28,12 +28,13 @@ from pipelines.recs.candidates import (
     Candidate,
     CandidateContext,
     candidates,
+    source_scores,
 )
 from pipelines.recs.rerank import mmr
 from rtml.features.online import FeatureRow
 
 CANDIDATES = 200  # ranked per request
-STOCK_SLACK = 40  # asked of the generator beyond CANDIDATES: out-of-stock ones are dropped
+STOCK_SLACK = 40  # L2 candidates kept beyond CANDIDATES: some sold out since the job ran
 MMR_POOL = 50  # the best-scored candidates MMR picks from (the issue: >= 50 to pick 10)
 TRENDING_N = 50
 HEURISTIC_WEIGHTS = {"revisit": 3.0, "covisit": 2.0, "popular": 1.0, "trending": 1.0}
@@ -89,9 +90,24 @@ def merge(fresh: Sequence[Candidate], cached: Sequence[Candidate], limit: int) -
     return list(out.values())[:limit]
 
 
+def offered(ctx: CandidateContext) -> list[int]:
+    """Every item any source offers (and the global popular padding): whose stock to read."""
+    found: dict[int, None] = {}
+    for items in source_scores(ctx).values():
+        found.update(dict.fromkeys(items))
+    found.update(dict.fromkeys(ctx.popular))
+    return list(found)
+
+
 def generate(ctx: CandidateContext) -> list[Candidate]:
-    """Candidates before the stock filter (stock is read with the item features)."""
-    return candidates(ctx, limit=CANDIDATES + STOCK_SLACK)
+    """The generator over a context whose `in_stock` knows the stock (training's call)."""
+    return candidates(ctx, limit=CANDIDATES)
+
+
+def categories_of(session: Sequence[int], rows: Mapping[int, FeatureRow]) -> list[int]:
+    """Distinct categories of the session's items, most recent first (the ones read)."""
+    cats = [int(rows[i].values.get("item_category", -1)) for i in session if i in rows]
+    return list(dict.fromkeys(c for c in cats if c >= 0))
 
 
 class Scorer(Protocol):
@@ -100,9 +116,9 @@ class Scorer(Protocol):
     version: str
     mmr_lambda: float
 
-    def score(self, cands: Sequence[Candidate], user: Mapping[str, Any],
-              items: Mapping[int, FeatureRow], session: Sequence[int]) -> np.ndarray:
-        """One score per candidate, higher is better."""
+    def score(self, cands: Sequence[Candidate], user: Mapping[str, Any] | None,
+              items: Mapping[int, FeatureRow], session: Mapping[str, Any]) -> np.ndarray:
+        """One score per candidate, higher is better (`user` None: an unknown user)."""
         ...
 
 
@@ -113,8 +129,8 @@ class HeuristicScorer:
     version: str = "heuristic-v1"
     mmr_lambda: float = DEFAULT_LAMBDA
 
-    def score(self, cands: Sequence[Candidate], user: Mapping[str, Any],
-              items: Mapping[int, FeatureRow], session: Sequence[int]) -> np.ndarray:
+    def score(self, cands: Sequence[Candidate], user: Mapping[str, Any] | None,
+              items: Mapping[int, FeatureRow], session: Mapping[str, Any]) -> np.ndarray:
         """Σ weight x source score + 0.1 log(1 + last-hour events)."""
         w = np.array([HEURISTIC_WEIGHTS[s] for s in SOURCES])
         base = np.array([c.scores for c in cands], dtype=np.float64).reshape(-1, len(SOURCES))
@@ -132,8 +148,8 @@ class ModelScorer:
     features: Callable[..., np.ndarray]
     predict: Callable[[np.ndarray], np.ndarray]
 
-    def score(self, cands: Sequence[Candidate], user: Mapping[str, Any],
-              items: Mapping[int, FeatureRow], session: Sequence[int]) -> np.ndarray:
+    def score(self, cands: Sequence[Candidate], user: Mapping[str, Any] | None,
+              items: Mapping[int, FeatureRow], session: Mapping[str, Any]) -> np.ndarray:
         """The booster's scores over the features training used."""
         x = self.features(cands, user, {i: r.values for i, r in items.items()}, session)
         return self.predict(np.asarray(x, dtype=np.float32))

@@ -213,38 +213,49 @@ class RecsService:
         a.notes["cache"] = ("l1" if hit is not None else "l2" if l2 is not None else "miss")
         if hit is not None:
             return hit, hit.order
-        # candidates
-        profile = {**user.values, **l2.user} if l2 is not None else user.values
+        # candidates: the anchors' co-visit lists, the stock of every item a source offers
+        # (out-of-stock ones never reach the ranker, as in training), then the generator
+        known_user = known(user, "user_profile")
+        profile = ({**user.values, **l2.user} if l2 is not None else user.values
+                   ) if known_user or l2 is not None else None
         history = [] if l2 is not None else as_ints(user.values.get("user_recent_items"))
-        anchors = rk.anchors(session, history)
         t = time.perf_counter()
+        anchors = rk.anchors(session, history)
         covisit = (await self._stage(a, "candidates", deadline,
                                      lambda: online.item_rows(self.redis, anchors))
                    if anchors else {})
         lists = self.lists
         if l2 is not None:
-            fresh = rk.generate(rk.session_context(session=session, covisit=covisit,
-                                                   trending=lists.trending))
-            cands = rk.merge(fresh, l2.candidates, rk.CANDIDATES + rk.STOCK_SLACK)
+            ctx = rk.session_context(session=session, covisit=covisit, trending=lists.trending)
         else:
-            cands = rk.generate(rk.full_context(
+            ctx = rk.full_context(
                 session=session, history=history,
                 categories=as_ints(user.values.get("user_top_categories")), covisit=covisit,
                 popular_by_category=lists.popular.by_category, popular=lists.popular.global_,
-                trending=lists.trending))
+                trending=lists.trending)
+        offered = rk.offered(ctx)
+        stock = await self._stage(a, "candidates", deadline,
+                                  lambda: online.stock_levels(self.redis, offered), add=True)
+        ctx.in_stock_fn = lambda i: stock.get(i, 0.0) > 0
+        cands = rk.generate(ctx)
+        if l2 is not None:
+            cands = rk.merge(cands, l2.candidates, rk.CANDIDATES + rk.STOCK_SLACK)
         a.timings["candidates"] = (time.perf_counter() - t) * 1000
-        # features: every candidate's item views; out-of-stock candidates leave here
+        # features: every candidate's item views (an L2 candidate sold out since leaves here)
         rows = await self._stage(a, "features", deadline,
                                  lambda: online.item_rows(self.redis, [c.item_id for c in cands]))
         cands = [c for c in cands if float(rows[c.item_id].values["stock_level"]) > 0]
         cands = cands[:rk.CANDIDATES]
         if not cands:
             raise StageFailed("no_candidates: none in stock")
+        live = {"session_items": session, "session_length": length,
+                "session_categories": as_ints(user.values.get("session_categories"))
+                if explicit is None else rk.categories_of(session, covisit)}
         # model
         self._budget(a, "model", deadline)
         t = time.perf_counter()
         try:
-            scores = self.scorer.score(cands, profile, rows, session)
+            scores = self.scorer.score(cands, profile, rows, live)
         except Exception as exc:
             raise StageFailed(f"model_error: {type(exc).__name__}: {exc}"[:200]) from None
         finally:

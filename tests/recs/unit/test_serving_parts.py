@@ -118,5 +118,5 @@ def test_the_heuristic_weights_sources_and_a_little_trending():
     cands = [_c(1, "revisit", (1.0, 0, 0, 0)), _c(2, "popular", (0, 0, 1.0, 0))]
     rows = {1: FeatureRow(values={"trend_events_1h": 0}),
             2: FeatureRow(values={"trend_events_1h": np.e - 1})}
-    got = HeuristicScorer().score(cands, {}, rows, [])
+    got = HeuristicScorer().score(cands, None, rows, {})
     assert got == pytest.approx([3.0, 1.1])
