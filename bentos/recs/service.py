@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,7 @@ PATHS = ("/recommendations",)
 _settings = Settings(scenario="recs")
 app = FastAPI(title="rtml recommendations", openapi_url=None, docs_url=None, redoc_url=None)
 T = TypeVar("T")
+log = logging.getLogger("bentoml.recs")
 # A fallback re-reads the stock of what it answers within this, else answers the list as the
 # refresher last checked it (at most bentos.recs.fallback.REFRESH_S old).
 FALLBACK_CHECK_MS = 10.0
@@ -184,6 +186,9 @@ class RecsService:
                        for i in chosen]
         except StageFailed as exc:
             await self._fallback(a, str(exc))
+        except Exception as exc:  # a bug must cost a ranking, not the answer
+            log.exception("recs: request for user %s failed", user_id)
+            await self._fallback(a, f"error: {type(exc).__name__}: {exc}"[:200])
         a.timings["total"] = (time.perf_counter() - t0) * 1000
         self._log(a)
         return a
