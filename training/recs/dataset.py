@@ -25,7 +25,7 @@ import pandas as pd
 
 from feature_repo.recs.specs import ITEM_COVISIT, ITEM_STATS, USER_PROFILE
 from pipelines.recs.candidates import CandidateContext
-from pipelines.recs.timeline import ItemTimeline, seconds
+from pipelines.recs.timeline import ItemTimeline, instant, seconds
 
 SESSION_ITEMS = 20  # the streamed session view's lengths
 SESSION_CATEGORIES = 5
@@ -117,7 +117,7 @@ class NightlyRows:
 
     def _stamps(self, t: float) -> list[pd.Timestamp]:
         """The snapshot days a read at `t` may use, newest first (within the TTL)."""
-        at = self.base + pd.Timedelta(seconds=t)
+        at = instant(self.base, t)
         day = at.floor("D")
         return [stamp for stamp in (day - pd.Timedelta(days=d) for d in range(3))
                 if at - stamp <= TTL]
@@ -155,7 +155,7 @@ class World:
 
     def popular(self, t: float) -> tuple[list[int], dict[int, list[int]]]:
         """Global and per-category popular lists from the `item_stats` rows serving has at t."""
-        day = (self.nightly.base + pd.Timedelta(seconds=t)).floor("D")
+        day = instant(self.nightly.base, t).floor("D")
         cached = self._popular.get(day)
         if cached is None:
             f = self.nightly.frames[ITEM_STATS.name]
