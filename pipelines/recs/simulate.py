@@ -253,7 +253,7 @@ def _stock(rng: np.random.Generator, ev: pd.DataFrame, *, category: np.ndarray,
     sold = pd.DataFrame({"item": item[o[filled]], "period": period[o[filled]],
                          "q": qty[o[filled]]})
     sold = sold.groupby(["item", "period"], as_index=False)["q"].sum()
-    t = (sold["period"] + 1) * restock_days[sold["item"]] * DAY_S + 6 * 3600.0
+    t = ((sold["period"] + 1) * restock_days[sold["item"]] * DAY_S).astype(np.float64)
     keep = t < days * DAY_S
     restock = pd.DataFrame({"user_id": -1, "item_id": sold["item"][keep].to_numpy(),
                             "session_id": -1, "kind": 3, "t": t[keep].to_numpy(),

@@ -20,6 +20,11 @@ def seconds(ts: pd.Series | pd.DatetimeIndex | np.ndarray, base: pd.Timestamp) -
     return (values - base).total_seconds().to_numpy(np.float64)
 
 
+def instant(base: pd.Timestamp, t: float) -> pd.Timestamp:
+    """The timestamp `t` seconds after `base`, to the microsecond (undoes `seconds`' floats)."""
+    return base + pd.Timedelta(microseconds=round(t * 1e6))
+
+
 class ItemTimeline:
     """Cumulative per-item deltas: `total(items, t)` = initial + sum of deltas at times <= t."""
 

@@ -30,13 +30,17 @@ def data_generate(
     items: Annotated[int, typer.Option(help="recs: number of items")] = 10_000,
     user_skew: Annotated[float, typer.Option(
         help="recs: Zipf exponent of user activity (sets the cache hit rate)")] = 1.0,
+    sessions_per_day: Annotated[int, typer.Option(
+        help="recs: sessions a day (~18 events each: 2750 a day for 21 days is ~1 M events)")]
+    = 2750,
     label_delay: Annotated[str, typer.Option(
         help="labels (chargebacks) become visible this long after the payment, e.g. 2d")] = "2d",
 ) -> None:
     """Simulate a scenario's history: fraud payments, or recs sessions, items and stock."""
     if scenario == "recs":
         _generate_recs(days=days or 21, users=users, items=items, seed=seed,
-                       user_skew=user_skew, drift_from_day=drift_from_day)
+                       user_skew=user_skew, drift_from_day=drift_from_day,
+                       sessions_per_day=sessions_per_day)
         return
     if scenario != "fraud":
         raise typer.BadParameter(f"--scenario {scenario!r}: fraud or recs")
@@ -66,14 +70,15 @@ def data_generate(
 
 
 def _generate_recs(*, days: int, users: int, items: int, seed: int, user_skew: float,
-                   drift_from_day: int | None) -> None:
+                   drift_from_day: int | None, sessions_per_day: int) -> None:
     from pipelines.recs.simulate import simulate
 
     s = settings("recs")
     t0 = time.perf_counter()
     try:
         cat = simulate(s, seed=seed, n_users=users, n_items=items, days=days,
-                       user_skew=user_skew, drift_from_day=drift_from_day)
+                       user_skew=user_skew, drift_from_day=drift_from_day,
+                       sessions_per_day=sessions_per_day)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     counts = cat.events["type"].value_counts()

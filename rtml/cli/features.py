@@ -17,15 +17,30 @@ app = typer.Typer(no_args_is_help=True, help="Batch features.")
 
 
 @app.command("build")
-def features_build() -> None:
+def features_build(
+    scenario: Annotated[str, typer.Option(help="fraud or recs (its newest nightly snapshots)")]
+    = "fraud",
+) -> None:
     """Nightly batch features and the streamed windows' backfill: the Feast offline sources."""
+    from pipelines.recs import batch_features as recs_features
+
+    t0 = time.perf_counter()
+    if scenario == "recs":
+        s = settings("recs")
+        paths = recs_features.build(s.data_dir / "recs", s.features_dir)
+        typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
+                   + ", ".join(str(p) for p in paths.values()))
+        return
+    if scenario != "fraud":
+        raise typer.BadParameter(f"--scenario {scenario!r}: fraud or recs")
     from pipelines.fraud.batch_features import build
     from pipelines.fraud.windows import write_backfill
 
     s = settings()
-    t0 = time.perf_counter()
     paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
     paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
+    # `feast materialize` reads every view's source: the other scenario's, empty if not built.
+    recs_features.ensure_sources(s.features_dir)
     typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
                + ", ".join(str(p) for p in paths.values()))
 

@@ -1,1 +1,1 @@
-"""integration."""
+"""recs."""
