@@ -62,3 +62,10 @@ def write_stock(items: pd.DataFrame, events: pd.DataFrame, until: datetime,
                                         preserve_index=False), path)
     ensure_sources(features_dir)
     return path
+
+
+def write_stock_at_end(raw_dir: Path, features_dir: Path) -> Path:
+    """`write_stock` as of the newest event of `raw_dir`'s history (the nightly build's call)."""
+    events = pd.read_parquet(raw_dir / "events.parquet")
+    until = pd.Timestamp(events["ts"].max()).to_pydatetime()
+    return write_stock(pd.read_parquet(raw_dir / "items.parquet"), events, until, features_dir)

@@ -23,11 +23,14 @@ def features_build(
 ) -> None:
     """Nightly batch features and the streamed windows' backfill: the Feast offline sources."""
     from pipelines.recs import batch_features as recs_features
+    from pipelines.recs import stream_backfill as recs_streamed
 
     t0 = time.perf_counter()
     if scenario == "recs":
         s = settings("recs")
         paths = recs_features.build(s.data_dir / "recs", s.features_dir)
+        paths["item_stock"] = recs_streamed.write_stock_at_end(s.data_dir / "recs",
+                                                               s.features_dir)
         typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
                    + ", ".join(str(p) for p in paths.values()))
         return
@@ -41,6 +44,7 @@ def features_build(
     paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
     # `feast materialize` reads every view's source: the other scenario's, empty if not built.
     recs_features.ensure_sources(s.features_dir)
+    recs_streamed.ensure_sources(s.features_dir)
     typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
                + ", ".join(str(p) for p in paths.values()))
 

@@ -3,11 +3,12 @@
 A small simulated shop (seeded), its nightly features and stock backfill, the real `feast apply`
 and `feast materialize-incremental`, the real `rtml recs precompute` (L2 entries, popular
 lists), and the real stream flow (`python -m bytewax.run`) consuming `rtml:recs:events` from the
-tests' Valkey. Services are started by the test modules (at most two `bentoml serve`).
+tests' own Valkey. Services are started by the test modules (at most two `bentoml serve`).
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -28,18 +29,44 @@ from pipelines.recs.simulate import simulate
 from pipelines.recs.stream_backfill import write_stock
 from rtml.features.online import load_store
 from rtml.redis import connect
+from rtml.redis.embedded import start_embedded, stop_embedded
 from rtml.runtime import stop_group
 from rtml.settings import REPO_ROOT, Settings
-from tests.support.procs import BIN, run
+from tests.support.procs import BIN, free_port, run
 
 USERS, ITEMS, DAYS = 3000, 1500, 4
 PRECOMPUTED = 300  # the most active users get an L2 entry
 
 
 @pytest.fixture(scope="session")
-def recs_stack(valkey: Settings, env: dict[str, str]) -> Settings:
+def recs_sandbox(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """A repo copy and a Valkey of its own: other tests' loads never mix into these stores."""
+    root = tmp_path_factory.mktemp("repo_recs_serving")
+    shutil.copytree(REPO_ROOT / "feature_repo", root / "feature_repo",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / ".feastignore", root / ".feastignore")
+    s = Settings(scenario="recs", repo_root=root, redis_address=f"localhost:{free_port()}")
+    text = (REPO_ROOT / "feature_store.yaml").read_text()
+    (root / "feature_store.yaml").write_text(text.replace('"localhost:6379"',
+                                                          f'"{s.redis_address}"'))
+    start_embedded(s)
+    try:
+        yield s, {**env, "RTML_REPO_ROOT": str(root), "RTML_REDIS_ADDRESS": s.redis_address}
+    finally:
+        stop_embedded(s)
+
+
+@pytest.fixture(scope="session")
+def recs_env(recs_sandbox: tuple[Settings, dict[str, str]]) -> dict[str, str]:
+    """Environment for every CLI and server of these tests."""
+    return recs_sandbox[1]
+
+
+@pytest.fixture(scope="session")
+def recs_stack(recs_sandbox: tuple[Settings, dict[str, str]]) -> Settings:
     """Shop data, nightly features, stock as of the last event, Feast applied and loaded, L2."""
-    s = Settings(scenario="recs", repo_root=valkey.repo_root, redis_address=valkey.redis_address)
+    s, env = recs_sandbox
     simulate(s, seed=11, n_users=USERS, n_items=ITEMS, days=DAYS, sessions_per_day=1500)
     folder = s.data_dir / "recs"
     build_nightly(folder, s.features_dir, last_days=2)
@@ -102,8 +129,8 @@ class Shop:
 
 
 @pytest.fixture(scope="session")
-def recs_flow(recs_stack: Settings, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Shop]:
+def recs_flow(recs_stack: Settings, recs_env: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """The real flow over the stream; yields once it has pushed a sentinel session."""
     recovery = tmp_path_factory.mktemp("recs_recovery")
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
@@ -112,7 +139,8 @@ def recs_flow(recs_stack: Settings, env: dict[str, str], tmp_path_factory: pytes
         proc = subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "pipelines.recs.flow:get_flow()",
              "-r", str(recovery), "-s", "1", "-b", "0"],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=REPO_ROOT, env=recs_env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
     shop = Shop(recs_stack)
     try:
         sentinel = 9_999_000

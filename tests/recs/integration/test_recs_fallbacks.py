@@ -30,8 +30,8 @@ def proxy(recs_stack: Settings) -> Iterator[RedisProxy]:
 
 
 @pytest.fixture(scope="module")
-def client(recs_flow: Shop, proxy: RedisProxy, env: dict[str, str]) -> Iterator[httpx.Client]:
-    with bentoml_serve({**env, "RTML_REDIS_ADDRESS": f"127.0.0.1:{proxy.port}",
+def client(recs_flow: Shop, proxy: RedisProxy, recs_env: dict[str, str]) -> Iterator[httpx.Client]:
+    with bentoml_serve({**recs_env, "RTML_REDIS_ADDRESS": f"127.0.0.1:{proxy.port}",
                         "RTML_REDIS_TIMEOUT_S": "10",
                         "RTML_RECS__REQUEST_BUDGET_MS": str(BUDGET_MS),
                         "RTML_RECS__FEATURE_TIMEOUT_MS": str(FEATURE_TIMEOUT_MS),

@@ -29,8 +29,8 @@ PREDICTIONS = "rtml:predictions:recs_test"
 
 
 @pytest.fixture(scope="module")
-def client(recs_flow: Shop, env: dict[str, str]) -> Iterator[httpx.Client]:
-    with bentoml_serve({**env, "RTML_RECS__CACHE": "true",
+def client(recs_flow: Shop, recs_env: dict[str, str]) -> Iterator[httpx.Client]:
+    with bentoml_serve({**recs_env, "RTML_RECS__CACHE": "true",
                         "RTML_RECS__PREDICTION_STREAM": PREDICTIONS,
                         # generous: a loaded CI machine must not turn these tests into fallbacks
                         "RTML_RECS__REQUEST_BUDGET_MS": "5000",
