@@ -28,10 +28,19 @@ def load_scorer(settings: Settings) -> Scorer:
         log.warning("recs: no model %r in the BentoML model store (train one: `rtml train "
                     "recs`); serving the heuristic ranking", tag)
         return HeuristicScorer()
-    from training.recs.features import features_for
-
-    lam = float(model.card.thresholds.get("mmr_lambda", DEFAULT_LAMBDA))
     model.warm_up()
-    log.info("recs model %s (MMR lambda %.2f)", model.version, lam)
+    scorer = scorer_for(model)
+    log.info("recs model %s (MMR lambda %.2f)", model.version, scorer.mmr_lambda)
+    return scorer
+
+
+def scorer_for(model: BoosterModel) -> ModelScorer:
+    """The ranker over `training.recs.features.features_for`, columns as its card lists them."""
+    from training.recs.features import FEATURE_NAMES, features_for
+
+    if list(model.features) != list(FEATURE_NAMES):
+        raise ValueError(f"{model.version}: trained on other columns than "
+                         "training.recs.features builds: retrain (`rtml train recs`)")
+    lam = float(model.card.thresholds.get("mmr_lambda", DEFAULT_LAMBDA))
     return ModelScorer(version=model.version, mmr_lambda=lam, features=features_for,
                        predict=model.predict)
