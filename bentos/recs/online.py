@@ -1,9 +1,9 @@
 """The service's reads: a user's views, many items' views, stock, the L2 entry and global lists.
 
 Every Feast read goes through the kit's `OnlineReader` (one pipelined HMGET per view and entity),
-one FeatureService per entity so a request reads the user's views once and each candidate's item
-views once (`feature_repo/recs/serving.py`). Beside Feast: the L2 entry, the trending index and
-the popular lists (`pipelines/recs/keys.py`).
+one FeatureService per use so a request reads the user's views once, the anchors' co-visit lists
+once and each candidate's item views once (`feature_repo/recs/serving.py`). Beside Feast: the L2
+entry, the trending index and the popular lists (`pipelines/recs/keys.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rtml.features.online import FeatureRow, OnlineReader
 
 USER_SERVICE = "recs_serving_user_v1"
 ITEM_SERVICE = "recs_serving_items_v1"
+ANCHOR_SERVICE = "recs_serving_anchors_v1"
 STOCK_SERVICE = "recs_stock_v1"
 DEFAULTS: dict[str, Any] = {**NIGHTLY_DEFAULTS, **STREAMED_DEFAULTS}
 L2_VERSION = 1
@@ -87,6 +88,7 @@ class RecsOnline:
     def __init__(self, store: FeatureStore) -> None:
         self.users = OnlineReader(store=store, service_name=USER_SERVICE, defaults=DEFAULTS)
         self.items = OnlineReader(store=store, service_name=ITEM_SERVICE, defaults=DEFAULTS)
+        self.anchors = OnlineReader(store=store, service_name=ANCHOR_SERVICE, defaults=DEFAULTS)
         self.stock = OnlineReader(store=store, service_name=STOCK_SERVICE, defaults=DEFAULTS)
 
     async def user(self, client: Any, user_id: int) -> FeatureRow:
@@ -95,8 +97,13 @@ class RecsOnline:
         return row
 
     async def item_rows(self, client: Any, items: Sequence[int]) -> dict[int, FeatureRow]:
-        """Every item view of each item, in one pipeline."""
+        """The candidates' views (stats, trending, stock), in one pipeline."""
         rows = await self.items.read(client, [{"item_id": i} for i in items])
+        return dict(zip(items, rows, strict=True))
+
+    async def anchor_rows(self, client: Any, items: Sequence[int]) -> dict[int, FeatureRow]:
+        """The anchors' co-visit lists and stats, in one pipeline."""
+        rows = await self.anchors.read(client, [{"item_id": i} for i in items])
         return dict(zip(items, rows, strict=True))
 
     async def stock_levels(self, client: Any, items: Sequence[int]) -> dict[int, float]:

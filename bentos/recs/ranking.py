@@ -28,13 +28,12 @@ from pipelines.recs.candidates import (
     Candidate,
     CandidateContext,
     candidates,
-    source_scores,
 )
 from pipelines.recs.rerank import mmr
 from rtml.features.online import FeatureRow
 
 CANDIDATES = 200  # ranked per request
-STOCK_SLACK = 40  # L2 candidates kept beyond CANDIDATES: some sold out since the job ran
+STOCK_SLACK = 40  # generated beyond CANDIDATES: sold-out ones are dropped before ranking
 MMR_POOL = 50  # the best-scored candidates MMR picks from (the issue: >= 50 to pick 10)
 TRENDING_N = 50
 HEURISTIC_WEIGHTS = {"revisit": 3.0, "covisit": 2.0, "popular": 1.0, "trending": 1.0}
@@ -90,18 +89,16 @@ def merge(fresh: Sequence[Candidate], cached: Sequence[Candidate], limit: int) -
     return list(out.values())[:limit]
 
 
-def offered(ctx: CandidateContext) -> list[int]:
-    """Every item any source offers (and the global popular padding): whose stock to read."""
-    found: dict[int, None] = {}
-    for items in source_scores(ctx).values():
-        found.update(dict.fromkeys(items))
-    found.update(dict.fromkeys(ctx.popular))
-    return list(found)
-
-
 def generate(ctx: CandidateContext) -> list[Candidate]:
-    """The generator over a context whose `in_stock` knows the stock (training's call)."""
-    return candidates(ctx, limit=CANDIDATES)
+    """The generator, asked for `STOCK_SLACK` more than are ranked (stock is read afterwards).
+
+    Training's generator knows the stock and fills each source's quota with items in stock; here
+    the stock comes with the candidates' features, one read for both, and the sold-out ones are
+    dropped before ranking: the same items reach the ranker unless more than `STOCK_SLACK` of the
+    first `CANDIDATES + STOCK_SLACK` are sold out (reading every offered item's stock first cost
+    more than the rest of the request: see docs/recs-serving.md).
+    """
+    return candidates(ctx, limit=CANDIDATES + STOCK_SLACK)
 
 
 def categories_of(session: Sequence[int], rows: Mapping[int, FeatureRow]) -> list[int]:

@@ -218,8 +218,8 @@ class RecsService:
         a.notes["cache"] = ("l1" if hit is not None else "l2" if l2 is not None else "miss")
         if hit is not None:
             return hit, hit.order
-        # candidates: the anchors' co-visit lists, the stock of every item a source offers
-        # (out-of-stock ones never reach the ranker, as in training), then the generator
+        # candidates: the anchors' co-visit lists, then the generator (asked for a few more than
+        # it keeps: the stock read with the features drops the sold-out ones before ranking)
         known_user = known(user, "user_profile")
         profile = ({**user.values, **l2.user} if l2 is not None else user.values
                    ) if known_user or l2 is not None else None
@@ -227,7 +227,7 @@ class RecsService:
         t = time.perf_counter()
         anchors = rk.anchors(session, history)
         covisit = (await self._stage(a, "candidates", deadline,
-                                     lambda: online.item_rows(self.redis, anchors))
+                                     lambda: online.anchor_rows(self.redis, anchors))
                    if anchors else {})
         lists = self.lists
         if l2 is not None:
@@ -238,15 +238,11 @@ class RecsService:
                 categories=as_ints(user.values.get("user_top_categories")), covisit=covisit,
                 popular_by_category=lists.popular.by_category, popular=lists.popular.global_,
                 trending=lists.trending)
-        offered = rk.offered(ctx)
-        stock = await self._stage(a, "candidates", deadline,
-                                  lambda: online.stock_levels(self.redis, offered), add=True)
-        ctx.in_stock_fn = lambda i: stock.get(i, 0.0) > 0
         cands = rk.generate(ctx)
         if l2 is not None:
             cands = rk.merge(cands, l2.candidates, rk.CANDIDATES + rk.STOCK_SLACK)
         a.timings["candidates"] = (time.perf_counter() - t) * 1000
-        # features: every candidate's item views (an L2 candidate sold out since leaves here)
+        # features: every candidate's item views; the sold-out ones leave here, before ranking
         rows = await self._stage(a, "features", deadline,
                                  lambda: online.item_rows(self.redis, [c.item_id for c in cands]))
         cands = [c for c in cands if float(rows[c.item_id].values["stock_level"]) > 0]

@@ -20,7 +20,16 @@ recs_serving_user_v1 = FeatureService(
 
 recs_serving_items_v1 = FeatureService(
     name="recs_serving_items_v1",
-    features=[item_stats, item_covisit, item_trending, item_stock],
-    description="A candidate's nightly stats and co-visit list, trending counts and stock.",
+    features=[item_stats, item_trending, item_stock],
+    description="A candidate's nightly stats, trending counts and stock (what the ranker reads).",
+    tags={"model": "recs", "use": "serving"},
+)
+
+# The session's (or history's) few most recent items: their co-visit lists and categories.
+# Apart from the candidates' read: 200 co-visit lists per request would cost more than the rest.
+recs_serving_anchors_v1 = FeatureService(
+    name="recs_serving_anchors_v1",
+    features=[item_stats, item_covisit],
+    description="Co-visit neighbours (and stats) of the items candidate generation starts from.",
     tags={"model": "recs", "use": "serving"},
 )

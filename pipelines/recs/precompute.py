@@ -83,8 +83,8 @@ def entries(online: RecsOnline, client: Any, users: Sequence[int], popular: Popu
     history = {u: as_ints(r.values.get("user_recent_items")) for u, r in zip(users, rows,
                                                                              strict=True)}
     anchors = sorted({i for h in history.values() for i in rk.anchors([], h)})
-    covisit = dict(zip(anchors, online.items.read_sync(client, [{"item_id": i}
-                                                                  for i in anchors]),
+    covisit = dict(zip(anchors, online.anchors.read_sync(client, [{"item_id": i}
+                                                                    for i in anchors]),
                        strict=True)) if anchors else {}
     out = {}
     names = list(online.users.feature_names)
