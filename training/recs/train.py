@@ -176,7 +176,7 @@ def _world(events: pd.DataFrame, items: pd.DataFrame, frames: dict[str, pd.DataF
 
 def train(settings: Settings, *, service_name: str = "recs_ranker_v1",
           seeds: list[int] | None = None, test_days: int = 2, train_days: int = 5,
-          n_train: int = 3000, n_valid: int = 1200, n_test: int = 2500) -> dict[str, Any]:
+          n_train: int = 2000, n_valid: int = 1000, n_test: int = 2000) -> dict[str, Any]:
     """Fit, evaluate, save `recs_model` with its card; write `artifacts/recs/metrics.json`."""
     seeds = list(seeds) if seeds else [0, 1, 2]
     raw = settings.data_dir / "recs"
