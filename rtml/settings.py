@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     cache: bool = Field(False, description="L1 cache of model answers per exact feature vector")
     cache_ttl_s: float = Field(10.0, gt=0, description="L1 cache: seconds an answer stays")
     cache_max_entries: int = Field(100_000, gt=0, description="L1 cache: LRU bound (~300 B each)")
+    request_budget_ms: float = Field(
+        80.0, gt=0, description="a whole request's budget: a stage that would start past it "
+        "answers the fallback instead (recs)")
+    entity_cache: bool = Field(True, description="L2: per-entity entries precomputed by a job")
+    entity_cache_ttl_s: float = Field(3600.0, gt=0, description="L2: seconds an entry stays")
+    http_max_age_s: int = Field(
+        30, ge=0, description="L3: Cache-Control max-age of cacheable GET answers")
     max_inflight: int = Field(16, ge=0, description="scoring requests served at once per worker "
                               "before 503 + Retry-After (0: no limit)")
     tracing: bool = Field(False, description="OpenTelemetry spans for the scoring endpoints")
@@ -221,7 +228,8 @@ class Settings(BaseSettings):
 SCENARIO_KNOBS = frozenset({
     "model_tag", "feature_timeout_ms", "model_timeout_ms", "max_body_bytes", "max_batch_rows",
     "batching", "batch_max_size", "batch_max_latency_ms", "model_backend", "cache", "cache_ttl_s",
-    "cache_max_entries", "max_inflight", "tracing", "stream_partitions",
+    "cache_max_entries", "request_budget_ms", "entity_cache", "entity_cache_ttl_s",
+    "http_max_age_s", "max_inflight", "tracing", "stream_partitions",
     "stream_allowed_lateness_s", "stream_writer", "prediction_stream", "prediction_stream_maxlen",
     *(name for name in Settings.model_fields
       if name.startswith("monitor_") and name != "monitor_webhook_url"),

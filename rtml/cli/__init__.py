@@ -12,6 +12,7 @@ from rtml.cli import (
     features,
     log,
     monitor,
+    recs,
     redis,
     sensors,
     serve,
@@ -37,3 +38,4 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(bench.app, name="bench")
 app.add_typer(sensors.app, name="sensors")
 app.add_typer(edge.app, name="edge")
+app.add_typer(recs.app, name="recs")

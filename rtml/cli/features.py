@@ -17,18 +17,37 @@ app = typer.Typer(no_args_is_help=True, help="Batch features.")
 
 
 @app.command("build")
-def features_build() -> None:
+def features_build(
+    scenario: Annotated[str, typer.Option(help="fraud or recs (its newest nightly snapshots)")]
+    = "fraud",
+) -> None:
     """Nightly batch features and the streamed windows' backfill: the Feast offline sources."""
+    from pipelines.recs import batch_features as recs_features
+    from pipelines.recs import stream_backfill as recs_streamed
+
+    t0 = time.perf_counter()
+    if scenario == "recs":
+        s = settings("recs")
+        paths = recs_features.build(s.data_dir / "recs", s.features_dir)
+        paths["item_stock"] = recs_streamed.write_stock_at_end(s.data_dir / "recs",
+                                                               s.features_dir)
+        typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
+                   + ", ".join(str(p) for p in paths.values()))
+        return
+    if scenario != "fraud":
+        raise typer.BadParameter(f"--scenario {scenario!r}: fraud or recs")
     from pipelines.fraud.batch_features import build
     from pipelines.fraud.windows import write_backfill
     from pipelines.sensors.offline_sources import ensure_offline_sources
 
     s = settings()
-    t0 = time.perf_counter()
     paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
     paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
-    # Every online view's batch source must exist for `feast materialize-incremental`.
+    # `feast materialize` reads every online view's source, other scenarios' too: those not
+    # built here exist empty, with their schema.
     paths.update({p.stem: p for p in ensure_offline_sources(s.features_dir)})
+    recs_features.ensure_sources(s.features_dir)
+    recs_streamed.ensure_sources(s.features_dir)
     typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
                + ", ".join(str(p) for p in paths.values()))
 

@@ -35,4 +35,15 @@ SENSORS = Scenario(
     generator="pipelines.sensors.simulate:generate",
 )
 
-REGISTRY = Registry([FRAUD, SENSORS])
+RECS = Scenario(
+    name="recs",
+    summary="what a shopper should see now: candidates, a learned ranker, diverse in-stock top-k",
+    feature_services=("recs_ranker_v1",),
+    service="bentos.recs.service:RecsService",
+    flow="pipelines.recs.flow:get_flow()",
+    trainer="training.recs.train:train",
+    train_summary="training.recs.train:summary_lines",
+    generator="pipelines.recs.simulate:simulate",
+)
+
+REGISTRY = Registry([FRAUD, RECS, SENSORS])

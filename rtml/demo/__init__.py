@@ -112,6 +112,7 @@ def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: in
     from pipelines.fraud.produce import produce
     from pipelines.fraud.simulate import SimulatedData, simulate, write
     from pipelines.fraud.windows import write_backfill
+    from pipelines.recs.batch_features import ensure_sources as ensure_recs_sources
     from rtml.demo.plan import history, replay_split, score_requests, stream_start, timeline
     from rtml.features.online import apply_repo, in_repo, load_store
     from rtml.features.online_store import record_materialized
@@ -150,6 +151,7 @@ def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: in
     if stream:
         write_backfill(settings.raw_dir / "transactions.parquet", settings.features_dir)
     ensure_fresh_sources(settings.features_dir)
+    ensure_recs_sources(settings.features_dir)  # feast materializes every scenario's views
     _done(t)
 
     t = _step("feast apply + materialize the nightly views")

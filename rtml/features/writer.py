@@ -28,15 +28,21 @@ from feast import FeatureStore
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.types import Float32, Float64, Int32, Int64
+from feast.types import Array, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 # Feast type -> the ValueProto field its values are stored in (the types rtml's views use).
+# Lists (a session's last items) are stored as Feast's list messages, empty lists included.
 _PROTO_FIELD = {Int64: "int64_val", Int32: "int32_val", Float64: "double_val",
-                Float32: "float_val"}
-_CAST = {"int64_val": int, "int32_val": int, "double_val": float, "float_val": float}
+                Float32: "float_val", Array(Int64): "int64_list_val",
+                Array(Float64): "double_list_val", Array(String): "string_list_val"}
+_CAST = {"int64_val": int, "int32_val": int, "double_val": float, "float_val": float,
+         "int64_list_val": lambda v: Int64List(val=[int(x) for x in v]),
+         "double_list_val": lambda v: DoubleList(val=[float(x) for x in v]),
+         "string_list_val": lambda v: StringList(val=[str(x) for x in v])}
 MAX_CACHED_KEYS = 1_000_000
 
 Row = tuple[int | str, dict[str, Any], datetime]

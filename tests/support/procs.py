@@ -45,14 +45,14 @@ def run(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 300)
 
 @contextlib.contextmanager
 def bentoml_serve(env: dict[str, str], *, want_ready: bool = True,
-                  timeout_s: float = 300) -> Iterator[str]:
-    """`bentoml serve` the fraud service on a free port; yields its URL once it answers."""
+                  timeout_s: float = 300, service: str = FRAUD.service) -> Iterator[str]:
+    """`bentoml serve` a service (the fraud one unless told) on a free port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(env["RTML_REPO_ROOT"]) / f"serve-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            serve_command(FRAUD.service, port=port),
+            serve_command(service, port=port),
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s

@@ -118,8 +118,10 @@ def test_flushes_that_overlap_write_each_entry_once(valkey: Settings):
 
 
 def test_a_buffer_bigger_than_one_socket_timeout_is_written_once(valkey: Settings):
-    """After an outage the buffer holds tens of thousands of decisions; the service's short socket
-    timeout must not turn their flush into a loop of partial writes, each retry adding copies."""
+    """A backlog (after an outage) flushed under a short socket timeout: each decision once.
+
+    The flush must not turn into a loop of partial writes, each retry adding copies.
+    """
     stream = "rtml:predictions:backlog-test"
     n = 60_000
 

@@ -73,7 +73,7 @@ def test_a_kit_import_of_a_scenario_breaks_the_contract_even_inside_a_function(t
 
 
 def test_a_scenario_importing_another_breaks_the_contract(tree: Path) -> None:
-    (tree / "pipelines" / "recs").mkdir()
+    (tree / "pipelines" / "recs").mkdir(exist_ok=True)  # recs exists since issue 11
     (tree / "pipelines" / "recs" / "__init__.py").write_text("from bentos.fraud import service\n")
     proc = _lint(tree)
     assert proc.returncode != 0
