@@ -1,41 +1,33 @@
-"""The `rtml` command: one entry point for the jobs a user runs by hand or on a schedule."""
+"""The `rtml` command: one entry point for the jobs a user runs by hand or on a schedule.
+
+The command tree is assembled in `rtml.cli.main`, which imports every command group. `run`, the
+console entry, builds it only when needed: `rtml edge ...` runs on a device at the machine and must
+start in well under 2 s without loading the server stack, so it goes straight to `rtml.cli.edge`.
+"""
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import Any
 
-from rtml.cli import (
-    bench,
-    data,
-    demo,
-    edge,
-    features,
-    log,
-    monitor,
-    recs,
-    redis,
-    sensors,
-    serve,
-    stream,
-    train,
-)
-from rtml.cli.stream import stream_command
+__all__ = ["app", "run", "stream_command"]
 
-__all__ = ["app", "stream_command"]
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-app.command("apply")(features.apply)
-app.command("materialize")(features.materialize)
-app.command("train")(train.train)
-app.command("serve")(serve.serve)
-app.command("demo")(demo.demo)
-app.add_typer(data.app, name="data")
-app.add_typer(features.app, name="features")
-app.add_typer(redis.app, name="redis")
-app.add_typer(log.app, name="log")
-app.add_typer(stream.app, name="stream")
-app.add_typer(monitor.app, name="monitor")
-app.add_typer(bench.app, name="bench")
-app.add_typer(sensors.app, name="sensors")
-app.add_typer(edge.app, name="edge")
-app.add_typer(recs.app, name="recs")
+def run() -> None:
+    """The `rtml` console script."""
+    if sys.argv[1:2] == ["edge"]:
+        from rtml.cli.edge import app as edge
+
+        edge(args=sys.argv[2:], prog_name="rtml edge")
+        return
+    from rtml.cli.main import app
+
+    app()
+
+
+def __getattr__(name: str) -> Any:  # `from rtml.cli import app` builds the whole tree
+    if name in ("app", "stream_command"):
+        from rtml.cli import main
+
+        return getattr(main, name)
+    raise AttributeError(f"module 'rtml.cli' has no attribute {name!r}")
