@@ -107,18 +107,20 @@ def bentoml_serve(settings: Settings, service: str, *, port: int, log: Path,
         yield url
 
 
-def flow_command(settings: Settings, flow: str, *, workers: int = 1,
+def flow_command(settings: Settings, flow: str, *, name: str | None = None, workers: int = 1,
                  process_id: int | None = None, addresses: str | None = None,
                  say: Callable[[str], None] | None = None) -> list[str]:
     """The `python -m bytewax.run` line for a flow (`"module:get_flow()"`, from the registry).
 
     Its recovery store is the one of the online store at `RTML_REDIS_ADDRESS`
-    (`rtml.features.online_store.recovery_dir`), initialised when new.
+    (`rtml.features.online_store.recovery_dir`) for this flow (`name`, default: the settings'
+    scenario), initialised when new.
     """
     from rtml.features.online_store import recovery_dir
     from rtml.redis import connect
 
     recovery = recovery_dir(settings.state_dir, connect(settings),
+                            flow=name or settings.scenario or "default",
                             say=say or (lambda m: print(m, file=sys.stderr)))
     cmd = [sys.executable, "-m", "bytewax.run", flow,
            "-r", str(recovery), "-s", f"{settings.stream_snapshot_s:g}", "-b", "0",

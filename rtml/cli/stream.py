@@ -47,7 +47,7 @@ def stream_command(settings: Settings, *, workers: int = 1, process_id: int | No
     """
     flow = scenario(model, needs="flow").flow
     assert flow is not None
-    return flow_command(settings, flow, workers=workers, process_id=process_id,
+    return flow_command(settings, flow, name=model, workers=workers, process_id=process_id,
                         addresses=addresses, say=lambda m: typer.echo(m, err=True))
 
 

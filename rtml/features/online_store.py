@@ -30,14 +30,15 @@ def store_id(client: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def recovery_dir(state_dir: Path, client: Any, *, say: Any = print) -> Path:
-    """`<state>/recovery/<store id>`, initialised for one worker partition when new.
+def recovery_dir(state_dir: Path, client: Any, *, flow: str = "fraud", say: Any = print) -> Path:
+    """`<state>/recovery/<flow>/<store id>`, initialised for one worker partition when new.
 
     A new directory means the flow starts from the streams' beginning (as for a first run)
-    instead of resuming positions that belong to another store; one line says so.
+    instead of resuming positions that belong to another store; one line says so. Each
+    scenario's flow has its own: Bytewax resumes a dataflow from its own snapshots only.
     """
     sid = store_id(client)
-    path = Path(state_dir) / "recovery" / sid
+    path = Path(state_dir) / "recovery" / flow / sid
     if not path.exists():
         path.mkdir(parents=True)
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), "1"], check=True)

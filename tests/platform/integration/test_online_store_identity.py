@@ -59,6 +59,10 @@ def test_each_online_store_gets_its_own_stream_recovery(stack: Settings, tmp_pat
         assert a == a_again and a != b
         sid = connect(other).get("rtml:store:id")
         assert b.endswith(sid.decode())
+        # Two scenarios' flows on one online store: one recovery store each (Bytewax resumes a
+        # dataflow only from its own snapshots).
+        cmd = stream_command(mine, model="sensors")
+        assert cmd[cmd.index("-r") + 1] not in (a, b)
         assert (tmp_path / ".rtml" / "recovery").is_dir()
     finally:
         stop_embedded(other)
