@@ -87,7 +87,7 @@ def test_every_part_of_every_registered_scenario_resolves():
 def test_an_unknown_scenario_is_one_line_naming_the_known_ones_and_exit_2(argv):
     out = CliRunner().invoke(app, argv)
     assert out.exit_code == 2, out.output
-    assert out.output.strip() == "rtml: unknown scenario 'nope'; known: fraud"
+    assert out.output.strip() == "rtml: unknown scenario 'nope'; known: fraud, recs"
 
 
 def test_serve_execs_bentoml_on_the_registered_service(monkeypatch):
