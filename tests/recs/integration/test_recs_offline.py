@@ -41,7 +41,7 @@ def recs_repo(valkey: Settings, env: dict[str, str],
                        / str(view.offline_file))
     renv = {**env, "RTML_REPO_ROOT": str(root)}
     run([str(BIN / "rtml"), "data", "generate", "--scenario", "recs", "--days", "10",
-         "--users", "800", "--items", "600", "--sessions-per-day", "160", "--seed", "4"],
+         "--users", "500", "--items", "400", "--sessions-per-day", "100", "--seed", "4"],
         env=renv, cwd=root)
     run([str(BIN / "rtml"), "features", "build", "--scenario", "recs"], env=renv, cwd=root)
     run([str(BIN / "feast"), "apply"], env=renv, cwd=root)
