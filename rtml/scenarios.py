@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -57,6 +58,9 @@ class Scenario:
     generator: str | None = None
     demo: str | None = None
     bench_requests: str | None = None
+    # `(features_dir) -> written paths`: empty, typed offline files for the views it has not
+    # built. `feast materialize` reads every registered view's source, other scenarios' too.
+    offline_sources: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -114,3 +118,8 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._by_name)
+
+    def ensure_offline_sources(self, features_dir: Path) -> list[Path]:
+        """Every scenario's missing offline sources, written empty (see `Scenario`)."""
+        return [path for s in self for part in s.offline_sources
+                for path in resolve(part)(features_dir)]

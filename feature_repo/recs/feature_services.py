@@ -9,12 +9,12 @@ are derived from these per candidate; the card records both.
 from feast import FeatureService
 
 from feature_repo.recs.items import item_covisit, item_stats
+from feature_repo.recs.streamed import item_stock, item_trending, user_session
 from feature_repo.recs.users import user_profile
 
-# The streamed views join this list where they are defined (merge of the stream flow's branch).
 recs_ranker_v1 = FeatureService(
     name="recs_ranker_v1",
-    features=[user_profile, item_stats, item_covisit],
-    description="Recommendations ranker: nightly user/item/co-visit views (+ streamed views).",
+    features=[user_profile, item_stats, item_covisit, user_session, item_trending, item_stock],
+    description="Recommendations ranker: nightly user/item/co-visit views and streamed views.",
     tags={"model": "recs", "version": "1"},
 )

@@ -21,33 +21,32 @@ def features_build(
     scenario: Annotated[str, typer.Option(help="fraud or recs (its newest nightly snapshots)")]
     = "fraud",
 ) -> None:
-    """Nightly batch features and the streamed windows' backfill: the Feast offline sources."""
-    from pipelines.recs import batch_features as recs_features
-    from pipelines.recs import stream_backfill as recs_streamed
+    """Nightly batch features and the streamed windows' backfill: the Feast offline sources.
+
+    `feast materialize` reads every online view's source, other scenarios' too: those not built
+    here are written empty, with their schema.
+    """
+    from rtml.cli.scenarios import REGISTRY
 
     t0 = time.perf_counter()
     if scenario == "recs":
+        from pipelines.recs import batch_features as recs_features
+        from pipelines.recs import stream_backfill as recs_streamed
+
         s = settings("recs")
         paths = recs_features.build(s.data_dir / "recs", s.features_dir)
         paths["item_stock"] = recs_streamed.write_stock_at_end(s.data_dir / "recs",
                                                                s.features_dir)
-        typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
-                   + ", ".join(str(p) for p in paths.values()))
-        return
-    if scenario != "fraud":
-        raise typer.BadParameter(f"--scenario {scenario!r}: fraud or recs")
-    from pipelines.fraud.batch_features import build
-    from pipelines.fraud.windows import write_backfill
-    from pipelines.sensors.offline_sources import ensure_offline_sources
+    elif scenario == "fraud":
+        from pipelines.fraud.batch_features import build
+        from pipelines.fraud.windows import write_backfill
 
-    s = settings()
-    paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
-    paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
-    # `feast materialize` reads every online view's source, other scenarios' too: those not
-    # built here exist empty, with their schema.
-    paths.update({p.stem: p for p in ensure_offline_sources(s.features_dir)})
-    recs_features.ensure_sources(s.features_dir)
-    recs_streamed.ensure_sources(s.features_dir)
+        s = settings()
+        paths = build(s.raw_dir / "transactions.parquet", s.features_dir)
+        paths.update(write_backfill(s.raw_dir / "transactions.parquet", s.features_dir))
+    else:
+        raise typer.BadParameter(f"--scenario {scenario!r}: fraud or recs")
+    REGISTRY.ensure_offline_sources(s.features_dir)
     typer.echo(f"features in {time.perf_counter() - t0:.1f}s -> "
                + ", ".join(str(p) for p in paths.values()))
 

@@ -22,6 +22,7 @@ FRAUD = Scenario(
     generator="pipelines.fraud.simulate:simulate",
     demo="rtml.demo:run_demo",
     bench_requests="benchmarks.load:sample_requests",
+    offline_sources=("pipelines.fraud.offline_sources:ensure_fresh_sources",),
 )
 
 SENSORS = Scenario(
@@ -33,6 +34,7 @@ SENSORS = Scenario(
     trainer="training.sensors.train:train",
     train_summary="training.sensors.report:summary_lines",
     generator="pipelines.sensors.simulate:generate",
+    offline_sources=("pipelines.sensors.offline_sources:ensure_offline_sources",),
 )
 
 RECS = Scenario(
@@ -44,6 +46,8 @@ RECS = Scenario(
     trainer="training.recs.train:train",
     train_summary="training.recs.train:summary_lines",
     generator="pipelines.recs.simulate:simulate",
+    offline_sources=("pipelines.recs.batch_features:ensure_sources",
+                     "pipelines.recs.stream_backfill:ensure_sources"),
 )
 
 REGISTRY = Registry([FRAUD, RECS, SENSORS])

@@ -108,11 +108,10 @@ def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: in
     from benchmarks.load import run_load
     from monitoring.fraud.labels import write_labels
     from pipelines.fraud.batch_features import build
-    from pipelines.fraud.offline_sources import ensure_fresh_sources
     from pipelines.fraud.produce import produce
     from pipelines.fraud.simulate import SimulatedData, simulate, write
     from pipelines.fraud.windows import write_backfill
-    from pipelines.recs.batch_features import ensure_sources as ensure_recs_sources
+    from rtml.cli.scenarios import REGISTRY
     from rtml.demo.plan import history, replay_split, score_requests, stream_start, timeline
     from rtml.features.online import apply_repo, in_repo, load_store
     from rtml.features.online_store import record_materialized
@@ -150,8 +149,7 @@ def run_demo(settings: Settings, scenario: Scenario, *, days: int, customers: in
     build(settings.raw_dir / "transactions.parquet", settings.features_dir)
     if stream:
         write_backfill(settings.raw_dir / "transactions.parquet", settings.features_dir)
-    ensure_fresh_sources(settings.features_dir)
-    ensure_recs_sources(settings.features_dir)  # feast materializes every scenario's views
+    REGISTRY.ensure_offline_sources(settings.features_dir)  # feast reads every view's source
     _done(t)
 
     t = _step("feast apply + materialize the nightly views")

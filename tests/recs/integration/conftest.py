@@ -23,10 +23,10 @@ import pytest
 from feature_repo.recs.specs import NIGHTLY
 from feature_repo.recs.stream_specs import STREAMED
 from pipelines.recs.batch_features import build as build_nightly
-from pipelines.recs.batch_features import ensure_sources
 from pipelines.recs.events import STREAM, encode
 from pipelines.recs.simulate import simulate
 from pipelines.recs.stream_backfill import write_stock
+from rtml.cli.scenarios import REGISTRY
 from rtml.features.online import load_store
 from rtml.redis import connect
 from rtml.redis.embedded import start_embedded, stop_embedded
@@ -70,7 +70,7 @@ def recs_stack(recs_sandbox: tuple[Settings, dict[str, str]]) -> Settings:
     simulate(s, seed=11, n_users=USERS, n_items=ITEMS, days=DAYS, sessions_per_day=1500)
     folder = s.data_dir / "recs"
     build_nightly(folder, s.features_dir, last_days=2)
-    ensure_sources(s.features_dir)
+    REGISTRY.ensure_offline_sources(s.features_dir)  # every scenario's views materialize
     events = pd.read_parquet(folder / "events.parquet")
     write_stock(pd.read_parquet(folder / "items.parquet"), events,
                 pd.Timestamp(events["ts"].max()).to_pydatetime(), s.features_dir)
