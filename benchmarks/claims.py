@@ -66,24 +66,24 @@ def owned_valkey() -> Iterator[Settings]:
 
 
 def _push_rows(store: Any, n: int, seed: int) -> dict[str, tuple[str, list[tuple]]]:
-    """Per push source: (entity column, rows (entity, values, event time)) for `n` entities."""
-    from feast.data_source import PushSource
+    """Per push source of fraud's streamed views: (entity column, rows (entity, values, time)).
 
+    Fraud's only: the repo also registers other scenarios' push sources (string keys, lists).
+    """
     rng = np.random.default_rng(seed)
     now = datetime.now(UTC).replace(microsecond=0)
+    fraud = {p.name for p in store.get_feature_service("fraud_model_v2").feature_view_projections}
     out = {}
-    for source in store.list_data_sources():
-        if not isinstance(source, PushSource):
+    for view in store.list_feature_views():
+        if view.name not in fraud or view.stream_source is None:
             continue
-        view = next(v for v in store.list_feature_views()
-                    if v.stream_source is not None and v.stream_source.name == source.name)
         (key,) = view.join_keys
         rows = []
         for i in range(n):
             values = {f.name: (int(rng.integers(0, 20)) if "count" in f.name
                                else float(rng.gamma(2.0, 30.0))) for f in view.features}
             rows.append((10_000_000 + i, values, now - timedelta(seconds=int(n - i))))
-        out[source.name] = (key, rows)
+        out[view.stream_source.name] = (key, rows)
     return out
 
 
