@@ -35,11 +35,15 @@ def real_entries(settings: Settings, n: int, *, service: str) -> list[dict[str, 
     """`n` log entries written by a real `bentoml serve` to a stream of its own (then removed)."""
     stream = f"rtml:predictions:claims-{os.getpid()}"
     env = {"RTML_FRAUD__PREDICTION_STREAM": stream}
+    client = connect(settings)
     with servers.rtml_server(settings, service=service, port=free_port(), env=env) as url:
         asyncio.run(run_load(url, sample_requests(settings, n, seed=7), rate=200.0,
                              label="real log entries"))
-        time.sleep(1.0)  # the log flushes every RTML_PREDICTION_LOG_FLUSH_MS
-    client = connect(settings)
+        # The log flushes in the background every RTML_PREDICTION_LOG_FLUSH_MS; a loaded
+        # machine can take longer than one fixed pause.
+        deadline = time.monotonic() + 10
+        while client.xlen(stream) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
     try:
         entries = [{k.decode(): v.decode() for k, v in fields.items()}
                    for _, fields in client.xrange(stream)]
