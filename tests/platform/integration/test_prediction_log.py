@@ -30,7 +30,10 @@ def _log_rows(settings: Settings) -> list[str]:
     ids = [f"req-{i:06d}" for i in range(ROWS)]
 
     async def write() -> None:
-        client = connect_async(settings)
+        # A generous socket timeout: this file's subject is the drain. Under the service's 0.5 s
+        # a chunk that times out on a loaded machine is written again (at-least-once, at most one
+        # chunk twice: the backlog test below), and the stream would not hold exactly ROWS.
+        client = connect_async(settings, timeout_s=5.0)
         log = PredictionLog(client=client, stream=STREAM, maxlen=10 * ROWS, flush_ms=50,
                             buffer_max=ROWS)
         for i, rid in enumerate(ids):
