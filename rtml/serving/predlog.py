@@ -105,14 +105,17 @@ def drain(client: redis.Redis, *, stream: str, out_dir: Path, batch: int = 50_00
     for start in ("0", ">"):
         while True:
             reply = client.xreadgroup(GROUP, consumer, {stream: start}, count=batch)
-            entries = reply[0][1] if reply else []
-            entries = [(i, f) for i, f in entries if f]
+            read = reply[0][1] if reply else []
+            entries = [(i, f) for i, f in read if f]
             if not entries:
                 break
             total += _write_parquet(entries, out_dir)
-            ids = [i for i, _ in entries]
-            client.xack(stream, GROUP, *ids)
-            client.xdel(stream, *ids)
+            # Acknowledge and delete together (MULTI/EXEC): a drain killed between the two left
+            # entries acknowledged but still in the stream, where no later drain reads them.
+            with client.pipeline(transaction=True) as pipe:
+                pipe.xack(stream, GROUP, *[i for i, _ in read])
+                pipe.xdel(stream, *[i for i, _ in entries])
+                pipe.execute()
     return total
 
 
