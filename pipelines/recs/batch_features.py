@@ -25,7 +25,7 @@ from feature_repo.recs.specs import (
     USER_PROFILE,
 )
 from pipelines.recs import covisit
-from rtml.features.specs import ViewSpec, parquet_schema
+from rtml.features.specs import ViewSpec, parquet_schema, write_empty_sources
 
 DAY = pd.Timedelta(days=1)
 PROFILE_DAYS = 30
@@ -150,14 +150,7 @@ def ensure_sources(features_dir: Path) -> list[Path]:
     `feast materialize` reads every view's source, so another scenario's materialize must not
     fail on these being absent.
     """
-    features_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for view in NIGHTLY:
-        path = features_dir / str(view.offline_file)
-        if not path.exists():
-            pq.write_table(parquet_schema(view).empty_table(), path)
-            written.append(path)
-    return written
+    return write_empty_sources(NIGHTLY, features_dir)
 
 
 def build(raw_dir: Path, features_dir: Path, *, last_days: int = 3) -> dict[str, Path]:

@@ -19,19 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_repo.recs.stream_specs import ITEM_STOCK, STREAMED
-from rtml.features.specs import parquet_schema
+from rtml.features.specs import parquet_schema, write_empty_sources
 
 
 def ensure_sources(features_dir: Path) -> list[Path]:
     """Empty typed files for the streamed views that have none yet."""
-    features_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for view in STREAMED:
-        path = features_dir / str(view.offline_file)
-        if not path.exists():
-            pq.write_table(parquet_schema(view).empty_table(), path)
-            written.append(path)
-    return written
+    return write_empty_sources(STREAMED, features_dir)
 
 
 def stock_levels(items: pd.DataFrame, events: pd.DataFrame, until: datetime) -> pd.Series:

@@ -10,20 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from feature_repo.sensors.specs import STREAMED
-from rtml.features.specs import parquet_schema
+from rtml.features.specs import write_empty_sources
 
 
 def ensure_offline_sources(features_dir: Path) -> list[Path]:
     """Write an empty, typed file for each streamed sensors view that has none yet."""
-    features_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for view in STREAMED:
-        assert view.offline_file is not None
-        path = features_dir / view.offline_file
-        if not path.exists():
-            pq.write_table(parquet_schema(view).empty_table(), path)
-            written.append(path)
-    return written
+    return write_empty_sources(STREAMED, features_dir)

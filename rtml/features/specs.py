@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from feast import Field
 from feast.types import Array, Bool, Float64, Int64, String
 from feast.value_type import ValueType
@@ -87,6 +89,23 @@ def parquet_schema(view: ViewSpec) -> pa.Schema:
     if view.created:
         head.append(("created", TIMESTAMP))
     return pa.schema(head + [(n, DTYPES[d][1]) for n, d in view.features.items()])
+
+
+def write_empty_sources(views: Iterable[ViewSpec], features_dir: Path) -> list[Path]:
+    """An empty, typed offline file for each view that has none yet (never overwrites one).
+
+    `feast materialize` reads every registered view's source, other scenarios' and not yet built
+    ones too, and fails on a missing file.
+    """
+    features_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for view in views:
+        assert view.offline_file is not None, view.name
+        path = features_dir / view.offline_file
+        if not path.exists():
+            pq.write_table(parquet_schema(view).empty_table(), path)
+            written.append(path)
+    return written
 
 
 def serving_defaults(views: Iterable[ViewSpec]) -> dict[str, Any]:
