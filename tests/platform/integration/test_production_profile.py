@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
@@ -40,6 +39,7 @@ from rtml.settings import Settings
 from tests.support import flow_harness as h
 from tests.support.independent import saved_model, score_and_check
 from tests.support.procs import BIN, bentoml_serve, free_port, run
+from tests.support.sandbox import repo_copy
 from tests.support.secret_scan import scan_files
 from tests.support.tls import TlsTerminator, self_signed
 
@@ -95,16 +95,7 @@ def prod_env(stack: Settings, env: dict[str, str], protected: Protected, keys: t
     `feature_store.yaml` still names the open test Valkey: only the environment says where.
     """
     root = tmp_path_factory.mktemp("repo_prod")
-    for name in ("feature_store.yaml", ".feastignore"):
-        shutil.copy(stack.repo_root / name, root / name)
-    shutil.copytree(stack.repo_root / "feature_repo", root / "feature_repo",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "data").mkdir()
-    for item in stack.data_dir.iterdir():
-        if item.name == "registry.db":
-            shutil.copy(item, root / "data" / item.name)
-        elif item.name != "predictions":
-            (root / "data" / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    repo_copy(stack, root)
     out = {**env, "RTML_REPO_ROOT": str(root), "RTML_REDIS_ADDRESS": protected.address,
            "RTML_REDIS_TLS_CA_FILE": str(protected.ca), "RTML_REDIS_USERNAME": USER,
            "RTML_REDIS_PASSWORD": protected.password, "RTML_API_KEYS": ",".join(keys),

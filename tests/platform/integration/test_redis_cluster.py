@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from tests.support import flow_harness as h
 from tests.support.cluster import Cluster, redis_cluster
 from tests.support.independent import saved_model, score_and_check
 from tests.support.procs import BIN, bentoml_serve, run
+from tests.support.sandbox import repo_copy
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +67,7 @@ def cluster_env(stack: Settings, env: dict[str, str], cluster: Cluster,
     names the single-node Valkey: only `RTML_REDIS_ADDRESS` says "cluster".
     """
     root = tmp_path_factory.mktemp("repo_cluster")
-    for name in ("feature_store.yaml", ".feastignore"):
-        shutil.copy(stack.repo_root / name, root / name)
-    shutil.copytree(stack.repo_root / "feature_repo", root / "feature_repo",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "data").mkdir()
-    for item in stack.data_dir.iterdir():
-        if item.name == "registry.db":
-            shutil.copy(item, root / "data" / item.name)
-        elif item.name != "predictions":
-            (root / "data" / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    repo_copy(stack, root)
     out = {**env, "RTML_REPO_ROOT": str(root), "RTML_REDIS_ADDRESS": cluster.url}
     said = run([str(BIN / "rtml"), "materialize"], env=out, cwd=root)
     assert "no rtml load recorded" in said, said  # a new store: a full load into the cluster
