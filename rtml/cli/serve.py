@@ -22,5 +22,9 @@ def serve(
     s = settings(model)
     need_redis(s)
     os.chdir(s.repo_root)
-    cmd = serve_command(sc.service, port=port, host=None, bentoml="bentoml")
-    os.execvp(cmd[0], cmd)
+    # The `bentoml` installed beside this interpreter: `.venv/bin/rtml serve` works without an
+    # activated venv (a bare "bentoml" looked it up on PATH and failed with a traceback there).
+    cmd = serve_command(sc.service, port=port, host=None)
+    if not os.access(cmd[0], os.X_OK):
+        raise typer.BadParameter(f"no bentoml at {cmd[0]}: run `make venv` (installs the lock)")
+    os.execv(cmd[0], cmd)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -95,11 +97,13 @@ def test_serve_execs_bentoml_on_the_registered_service(monkeypatch):
     monkeypatch.setattr(table, "REGISTRY", Registry([table.FRAUD, TOY]))
     monkeypatch.setattr("rtml.cli.serve.need_redis", lambda s: None)
     monkeypatch.setattr("rtml.cli.serve.os.chdir", lambda p: None)
-    monkeypatch.setattr("rtml.cli.serve.os.execvp", lambda exe, cmd: execs.append(cmd))
+    monkeypatch.setattr("rtml.cli.serve.os.execv", lambda exe, cmd: execs.append(cmd))
     for name in ("fraud", "toy"):
         assert CliRunner().invoke(app, ["serve", name, "--port", "3100"]).exit_code == 0
-    assert execs == [["bentoml", "serve", "bentos.fraud.service:FraudService", "--port", "3100"],
-                     ["bentoml", "serve", "tests.toy.service:ToyService", "--port", "3100"]]
+    # The bentoml beside this interpreter, so an unactivated `.venv/bin/rtml serve` finds it.
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    assert execs == [[bentoml, "serve", "bentos.fraud.service:FraudService", "--port", "3100"],
+                     [bentoml, "serve", "tests.toy.service:ToyService", "--port", "3100"]]
 
 
 def test_train_runs_the_registered_trainer_with_its_default_service(monkeypatch):
