@@ -18,6 +18,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,47 +46,68 @@ def entity_rows(settings: Settings, n: int, *, seed: int = 7) -> pd.DataFrame:
     return df
 
 
-def measure_one(store: str, rows: int, *, chunk_days: int, repo: Path) -> dict[str, Any]:
-    """In this process: build the frame once on `store`; seconds, peak RSS, rows and a checksum."""
+def measure_one(store: str, rows: int, *, chunk_days: int, repo: Path,
+                sink: str = "frame") -> dict[str, Any]:
+    """In this process: build the frame once on `store`; seconds, peak RSS, rows and a checksum.
+
+    `sink`: `frame` (`point_in_time_features`, every chunk then their concatenation in memory)
+    or `parquet` (`write_point_in_time`, one chunk in memory at a time, written to a scratch
+    directory that is removed afterwards).
+    """
     from rtml.features.online import load_store
-    from rtml.features.pit import point_in_time_features
+    from rtml.features.pit import point_in_time_features, write_point_in_time
 
     settings = Settings(scenario="fraud", repo_root=repo, offline_store=store)  # type: ignore[arg-type]
     entity_df = entity_rows(settings, rows)
     feast_store = load_store(settings)
+    sums = {"rows": 0, "checksum": 0.0, "features": 0}
+
+    def tally(frame: pd.DataFrame) -> None:
+        numeric = frame.select_dtypes("number").drop(columns=["transaction_id"])
+        sums["rows"] += len(frame)
+        sums["features"] = numeric.shape[1]
+        # Equal across stores and sinks when they join the same values (a cheap cross-check).
+        sums["checksum"] += float(numeric.fillna(0).to_numpy(dtype=float).sum())
+
     started = time.perf_counter()
-    frame = point_in_time_features(feast_store, SERVICE, entity_df, id_column="transaction_id",
-                                   chunk_days=chunk_days)
-    seconds = time.perf_counter() - started
-    numeric = frame.select_dtypes("number").drop(columns=["transaction_id"])
-    return {"store": store, "rows": rows, "chunk_days": chunk_days,
+    if sink == "parquet":
+        with tempfile.TemporaryDirectory(prefix="rtml-pit-") as scratch:
+            write_point_in_time(feast_store, SERVICE, entity_df, Path(scratch),
+                                id_column="transaction_id", chunk_days=chunk_days,
+                                on_chunk=tally)
+            seconds = time.perf_counter() - started
+    else:
+        tally(point_in_time_features(feast_store, SERVICE, entity_df,
+                                     id_column="transaction_id", chunk_days=chunk_days))
+        seconds = time.perf_counter() - started
+    return {"store": store, "sink": sink, "rows": rows, "chunk_days": chunk_days,
             "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "frame_rows": len(frame), "features": numeric.shape[1],
-            # Equal across stores when they join the same values (a cheap cross-check).
-            "checksum": round(float(numeric.fillna(0).to_numpy(dtype=float).sum()), 3)}
+            "frame_rows": sums["rows"], "features": sums["features"],
+            "checksum": round(sums["checksum"], 3)}
 
 
 def run_isolated(store: str, rows: int, *, chunk_days: int, repo: Path,
-                 timeout_s: float) -> dict[str, Any]:
+                 timeout_s: float, sink: str = "frame") -> dict[str, Any]:
     """`measure_one` in a fresh interpreter; a failure or timeout is recorded, not raised."""
     cmd = [sys.executable, "-m", "benchmarks.offline_pit", store, str(rows), str(chunk_days),
-           str(repo)]
+           str(repo), sink]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return {"store": store, "rows": rows, "chunk_days": chunk_days,
+        return {"store": store, "sink": sink, "rows": rows, "chunk_days": chunk_days,
                 "error": f"not finished within {timeout_s:.0f} s (stopped)"}
     if done.returncode != 0:
-        return {"store": store, "rows": rows, "chunk_days": chunk_days,
+        return {"store": store, "sink": sink, "rows": rows, "chunk_days": chunk_days,
                 "error": (done.stderr.strip().splitlines() or ["?"])[-1][:300],
                 "exit": done.returncode}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: list[int],
-        timeout_s: float, results_dir: Path | None = None) -> Path:
-    """Every (rows, store, chunk) in turn, each in its own process; one results file."""
+        timeout_s: float, sinks: list[str] | None = None,
+        results_dir: Path | None = None) -> Path:
+    """Every (rows, store, chunk, sink) in turn, each in its own process; one results file."""
     from benchmarks.record import RESULTS, Recorder
 
     rec = Recorder("offline-pit", settings, model=False)
@@ -93,11 +115,12 @@ def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: l
     for n in rows:
         for store in stores:
             for chunk in chunk_days:
-                with rec.window(f"{store}-{n}-{chunk}d"):
-                    got = run_isolated(store, n, chunk_days=chunk, repo=settings.repo_root,
-                                       timeout_s=timeout_s)
-                print(json.dumps(got), flush=True)
-                runs.append(got)
+                for sink in sinks or ["frame"]:
+                    with rec.window(f"{store}-{n}-{chunk}d-{sink}"):
+                        got = run_isolated(store, n, chunk_days=chunk, repo=settings.repo_root,
+                                           timeout_s=timeout_s, sink=sink)
+                    print(json.dumps(got), flush=True)
+                    runs.append(got)
     data = pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["customer_id"])
     return rec.write({"service": SERVICE, "history_rows": len(data),
                       "customers": int(data["customer_id"].nunique()), "runs": runs},
@@ -105,5 +128,6 @@ def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: l
 
 
 if __name__ == "__main__":  # the child process of `run_isolated`
-    store_, rows_, chunk_, repo_ = sys.argv[1:5]
-    print(json.dumps(measure_one(store_, int(rows_), chunk_days=int(chunk_), repo=Path(repo_))))
+    store_, rows_, chunk_, repo_, sink_ = sys.argv[1:6]
+    print(json.dumps(measure_one(store_, int(rows_), chunk_days=int(chunk_), repo=Path(repo_),
+                                 sink=sink_)))

@@ -57,9 +57,16 @@ class Settings(BaseSettings):
 
     # -- Feast -------------------------------------------------------------------------------
     feast_project: str = "rtml"
-    offline_store: Literal["file", "duckdb"] | None = Field(
-        None, description="Feast offline store for point-in-time training sets: file (dask) or "
-        "duckdb; unset: as feature_store.yaml says")
+    offline_store: Literal["file", "duckdb", "postgres"] | None = Field(
+        None, description="Feast offline store for point-in-time training sets: file (dask), "
+        "duckdb or postgres (the team profile; `rtml features load-offline` fills its tables); "
+        "unset: as feature_store.yaml says")
+    offline_postgres: str = Field(
+        "host=127.0.0.1 port=5432 dbname=rtml_offline user=postgres",
+        description="libpq conninfo of the Postgres offline store (offline_store=postgres)")
+    registry_url: str | None = Field(
+        None, description="SQL registry (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/"
+        "rtml_registry) instead of feature_store.yaml's file registry")
 
     # -- Serving -----------------------------------------------------------------------------
     serve_workers: int = Field(1, description="BentoML worker processes per service")

@@ -2,14 +2,15 @@
 
 from datetime import timedelta
 
-from feast import FeatureView, FileSource, PushSource
+from feast import FeatureView, PushSource
 
 from feature_repo.fraud.entities import terminal
 from feature_repo.fraud.specs import TERMINAL_FRESH, TERMINAL_STATS
+from rtml.features.sources import batch_source
 from rtml.features.specs import feast_fields
 
 # Fraud is known only days later (chargebacks): the row stamped D covers [D - 7d - w, D - 7d).
-terminal_stats_source = FileSource(
+terminal_stats_source = batch_source(
     name="terminal_stats_source",
     path=f"data/features/{TERMINAL_STATS.offline_file}",
     timestamp_field="event_timestamp",
@@ -28,7 +29,7 @@ terminal_stats = FeatureView(
 
 terminal_fresh_push = PushSource(
     name="terminal_fresh_push",
-    batch_source=FileSource(
+    batch_source=batch_source(
         name="terminal_fresh_source",
         path=f"data/features/{TERMINAL_FRESH.offline_file}",
         timestamp_field="event_timestamp",

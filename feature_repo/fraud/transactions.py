@@ -3,17 +3,18 @@
 from datetime import timedelta
 
 import pandas as pd
-from feast import FeatureView, Field, FileSource, PushSource, RequestSource
+from feast import FeatureView, Field, PushSource, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
 
 from feature_repo.fraud.entities import customer
 from feature_repo.fraud.specs import CUSTOMER_FRESH, CUSTOMER_STATS
+from rtml.features.sources import batch_source
 from rtml.features.specs import feast_fields
 
 # Nightly snapshots (pipelines/fraud/batch_features.py): the row stamped D 00:00 UTC aggregates the
 # customer's transactions in [D - w, D).
-customer_stats_source = FileSource(
+customer_stats_source = batch_source(
     name="customer_stats_source",
     path=f"data/features/{CUSTOMER_STATS.offline_file}",
     timestamp_field="event_timestamp",
@@ -35,7 +36,7 @@ customer_stats = FeatureView(
 # is where a backfill of the same aggregates lands for training.
 customer_fresh_push = PushSource(
     name="customer_fresh_push",
-    batch_source=FileSource(
+    batch_source=batch_source(
         name="customer_fresh_source",
         path=f"data/features/{CUSTOMER_FRESH.offline_file}",
         timestamp_field="event_timestamp",

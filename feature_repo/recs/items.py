@@ -2,13 +2,14 @@
 
 from datetime import timedelta
 
-from feast import FeatureView, FileSource
+from feast import FeatureView
 
 from feature_repo.recs.entities import item
 from feature_repo.recs.specs import ITEM_COVISIT, ITEM_STATS
+from rtml.features.sources import batch_source
 from rtml.features.specs import feast_fields
 
-item_stats_source = FileSource(
+item_stats_source = batch_source(
     name="item_stats_source",
     path=f"data/features/{ITEM_STATS.offline_file}",
     timestamp_field="event_timestamp",
@@ -25,7 +26,7 @@ item_stats = FeatureView(
     tags={"refresh": "daily"},
 )
 
-item_covisit_source = FileSource(
+item_covisit_source = batch_source(
     name="item_covisit_source",
     path=f"data/features/{ITEM_COVISIT.offline_file}",
     timestamp_field="event_timestamp",

@@ -8,15 +8,16 @@ batch file holds the stream backfill (`pipelines/recs/stream_backfill.py`) that 
 
 from datetime import timedelta
 
-from feast import FeatureService, FeatureView, FileSource, PushSource
+from feast import FeatureService, FeatureView, PushSource
 
 from feature_repo.recs.entities import item, user
 from feature_repo.recs.stream_specs import ITEM_STOCK, ITEM_TRENDING, USER_SESSION
+from rtml.features.sources import batch_source
 from rtml.features.specs import feast_fields
 
 
 def _push(spec_name: str, push_name: str, offline_file: str) -> PushSource:
-    return PushSource(name=push_name, batch_source=FileSource(
+    return PushSource(name=push_name, batch_source=batch_source(
         name=f"{spec_name}_source", path=f"data/features/{offline_file}",
         timestamp_field="event_timestamp"))
 

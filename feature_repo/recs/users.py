@@ -2,13 +2,14 @@
 
 from datetime import timedelta
 
-from feast import FeatureView, FileSource
+from feast import FeatureView
 
 from feature_repo.recs.entities import user
 from feature_repo.recs.specs import USER_PROFILE
+from rtml.features.sources import batch_source
 from rtml.features.specs import feast_fields
 
-user_profile_source = FileSource(
+user_profile_source = batch_source(
     name="user_profile_source",
     path=f"data/features/{USER_PROFILE.offline_file}",
     timestamp_field="event_timestamp",

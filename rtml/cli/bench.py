@@ -198,6 +198,9 @@ def bench_offline(
     rows: Annotated[str, typer.Option(help="entity rows per training set")] = "1000000",
     chunk_days: Annotated[str, typer.Option(help="days per get_historical_features call")] = "7",
     timeout: Annotated[float, typer.Option(help="seconds before one build is stopped")] = 1800,
+    sinks: Annotated[str, typer.Option(
+        help="parquet (chunk by chunk to a Parquet dataset), frame (one DataFrame in memory)")
+    ] = "parquet",
     results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
 ) -> None:
     """Point-in-time training sets of fraud_model_v2 on each offline store: time and peak RSS."""
@@ -206,5 +209,5 @@ def bench_offline(
     out = run(settings(scenario="fraud"), stores=stores.split(","),
               rows=[int(r) for r in rows.split(",")],
               chunk_days=[int(c) for c in chunk_days.split(",")], timeout_s=timeout,
-              results_dir=Path(results_dir) if results_dir else None)
+              sinks=sinks.split(","), results_dir=Path(results_dir) if results_dir else None)
     typer.echo(f"wrote {out}")

@@ -37,11 +37,28 @@ def load_store(settings: Settings) -> FeatureStore:
     root = Path(settings.repo_root)
     raw = yaml.safe_load((root / "feature_store.yaml").read_text())
     raw["online_store"].update(feast_online_store(settings))
-    if settings.offline_store is not None:
+    if settings.offline_store == "postgres":
+        raw["offline_store"] = postgres_offline_store(settings.offline_postgres)
+    elif settings.offline_store is not None:
         raw["offline_store"] = {"type": settings.offline_store}
+    if settings.registry_url:
+        ttl = raw.get("registry", {}).get("cache_ttl_seconds", 60)
+        raw["registry"] = {"registry_type": "sql", "path": settings.registry_url,
+                           "cache_ttl_seconds": ttl}
     config = RepoConfig(**raw)
     config.repo_path = root
     return FeatureStore(repo_path=str(root), config=config)
+
+
+def postgres_offline_store(conninfo: str) -> dict[str, Any]:
+    """Feast's `offline_store` keys for a libpq conninfo (`host=… port=… dbname=… user=…`)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    c = conninfo_to_dict(conninfo)
+    return {"type": "postgres", "host": c.get("host", "127.0.0.1"),
+            "port": int(c.get("port", 5432)), "database": c["dbname"],
+            "user": c.get("user", "postgres"), "password": c.get("password", ""),
+            "sslmode": c.get("sslmode", "disable")}
 
 
 @contextmanager
@@ -109,7 +126,22 @@ def apply_repo(settings: Settings) -> None:
     root = str(Path(settings.repo_root))
     if root not in sys.path:  # Feast imports the definitions as `feature_repo.<module>`
         sys.path.insert(0, root)
-    apply_total(load_store(settings).config, Path(root), skip_source_validation=True)
+    # The definitions pick their batch sources' kind from RTML_OFFLINE_STORE when imported
+    # (`rtml.features.sources`): import them afresh under this apply's profile.
+    before = os.environ.get("RTML_OFFLINE_STORE")
+    if settings.offline_store == "postgres":
+        os.environ["RTML_OFFLINE_STORE"] = "postgres"
+    elif before == "postgres":
+        del os.environ["RTML_OFFLINE_STORE"]
+    for name in [m for m in sys.modules if m == "feature_repo" or m.startswith("feature_repo.")]:
+        del sys.modules[name]
+    try:
+        apply_total(load_store(settings).config, Path(root), skip_source_validation=True)
+    finally:
+        if before is None:
+            os.environ.pop("RTML_OFFLINE_STORE", None)
+        else:
+            os.environ["RTML_OFFLINE_STORE"] = before
 
 
 # An on-demand view computed in-process: (request fields, feature values read) -> its outputs.

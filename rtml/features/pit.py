@@ -8,6 +8,8 @@ served at t; every other view goes through one `get_historical_features` call pe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,8 +23,45 @@ def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFram
 
     `entity_df`: one row per request (`id_column`, a unique id; `event_timestamp`; the join keys;
     the request fields on-demand views read; anything else to carry along); returned with the
-    features, sorted by `id_column`.
+    features, sorted by `id_column`. For frames too large to hold twice in memory, write them
+    chunk by chunk with `write_point_in_time`.
     """
+    parts = list(point_in_time_chunks(store, service_name, entity_df, id_column=id_column,
+                                      chunk_days=chunk_days))
+    frame = pd.concat(parts, ignore_index=True).sort_values(id_column).reset_index(drop=True)
+    if len(frame) != len(entity_df):
+        raise RuntimeError(f"Feast returned {len(frame)} rows for {len(entity_df)} requests")
+    return frame
+
+
+def write_point_in_time(store: Any, service_name: str, entity_df: pd.DataFrame, out_dir: Path,
+                        *, id_column: str, chunk_days: int = 7,
+                        on_chunk: Callable[[pd.DataFrame], None] | None = None) -> list[Path]:
+    """`point_in_time_features` written as a Parquet dataset, one file per chunk, in `out_dir`.
+
+    Only one chunk's joined frame is in memory at a time (the in-memory version holds every
+    chunk and then their concatenation: 11.7 GB peak for 10 M rows). Rows are in chunk (time)
+    order, sorted by `id_column` within each file; `pd.read_parquet(out_dir)` reads them back.
+    `on_chunk` sees each chunk before it is written (e.g. to keep running statistics).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files, rows = [], 0
+    for i, part in enumerate(point_in_time_chunks(store, service_name, entity_df,
+                                                  id_column=id_column, chunk_days=chunk_days)):
+        if on_chunk is not None:
+            on_chunk(part)
+        files.append(out_dir / f"part-{i:05d}.parquet")
+        part.to_parquet(files[-1], index=False)
+        rows += len(part)
+        del part
+    if rows != len(entity_df):
+        raise RuntimeError(f"Feast returned {rows} rows for {len(entity_df)} requests")
+    return files
+
+
+def point_in_time_chunks(store: Any, service_name: str, entity_df: pd.DataFrame, *,
+                         id_column: str, chunk_days: int = 7) -> Iterator[pd.DataFrame]:
+    """The joined frame chunk by chunk (`chunk_days` of request time each, in time order)."""
     entity_df = entity_df.copy()
     if store.config.offline_store.type == "file":
         # Feast's file store keeps one entity row per (join keys, timestamp): two requests of one
@@ -46,13 +85,12 @@ def point_in_time_features(store: Any, service_name: str, entity_df: pd.DataFram
     # frame's time range: one 90-day frame joined ~100 M candidate rows (and ran out of memory
     # with the per-event streamed views). Week-sized frames keep that bounded.
     weeks = (entity_df["event_timestamp"] - pd.Timestamp(0, tz="UTC")).dt.days // chunk_days
-    with in_repo(store):
-        parts = [_join(store, chunk, base, fresh, id_column)
-                 for _, chunk in entity_df.groupby(weeks, sort=True)]
-    frame = pd.concat(parts, ignore_index=True).sort_values(id_column).reset_index(drop=True)
-    if len(frame) != len(entity_df):
-        raise RuntimeError(f"Feast returned {len(frame)} rows for {len(entity_df)} requests")
-    return frame
+    for _, chunk in entity_df.groupby(weeks, sort=True):
+        # The repo root is the working directory only around Feast's calls, not while the
+        # caller holds a chunk (its relative paths stay its own).
+        with in_repo(store):
+            part = _join(store, chunk, base, fresh, id_column)
+        yield part.sort_values(id_column).reset_index(drop=True)
 
 
 def _join(store: Any, chunk: pd.DataFrame, base: list[str], fresh: dict[str, list[str]],
