@@ -104,6 +104,35 @@ def run_isolated(store: str, rows: int, *, chunk_days: int, repo: Path,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def spark_repo(settings: Settings) -> Path:
+    """A copy of the repo whose registry holds Spark sources (`rtml apply` under the profile).
+
+    Feast ties a view to one kind of source, so Spark reads through a registry of its own; the
+    data is the original's (linked), published for Spark (`rtml features load-offline`), the
+    registry a copy, re-applied with `offline_store=spark`.
+    """
+    import shutil
+
+    from rtml.features.online import apply_repo
+    from rtml.features.sources import publish_for_spark, spark_base
+
+    root = settings.state_dir / "bench" / "offline-spark"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    for name in ("feature_store.yaml", ".feastignore"):
+        shutil.copy(settings.repo_root / name, root / name)
+    shutil.copytree(settings.repo_root / "feature_repo", root / "feature_repo",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for item in settings.data_dir.iterdir():
+        if item.name == "registry.db":
+            shutil.copy(item, root / "data" / item.name)
+        elif item.name != "predictions":
+            (root / "data" / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    publish_for_spark(settings.features_dir, root / spark_base())
+    apply_repo(settings.model_copy(update={"repo_root": root, "offline_store": "spark"}))
+    return root
+
+
 def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: list[int],
         timeout_s: float, sinks: list[str] | None = None,
         results_dir: Path | None = None) -> Path:
@@ -111,13 +140,15 @@ def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: l
     from benchmarks.record import RESULTS, Recorder
 
     rec = Recorder("offline-pit", settings, model=False)
+    repos = {store: spark_repo(settings) if store == "spark" else settings.repo_root
+             for store in stores}
     runs = []
     for n in rows:
         for store in stores:
             for chunk in chunk_days:
                 for sink in sinks or ["frame"]:
                     with rec.window(f"{store}-{n}-{chunk}d-{sink}"):
-                        got = run_isolated(store, n, chunk_days=chunk, repo=settings.repo_root,
+                        got = run_isolated(store, n, chunk_days=chunk, repo=repos[store],
                                            timeout_s=timeout_s, sink=sink)
                     print(json.dumps(got), flush=True)
                     runs.append(got)

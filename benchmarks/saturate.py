@@ -129,7 +129,7 @@ def batch_size_metrics(url: str) -> list[str]:
 @contextlib.contextmanager
 def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
              batching: bool | None, dsn: str, rec: Recorder, server: dict[str, Any],
-             stock_mode: str, service: str) -> Iterator[str]:
+             stock_mode: str, service: str, workers: int | None = None) -> Iterator[str]:
     if target != "rtml":  # naive or stock, started as in the side-by-side run
         table = prepare_naive(settings, dsn) if target == "naive" else ""
         name = f"stock-{stock_mode}" if target == "stock" else target
@@ -137,12 +137,15 @@ def _service(settings: Settings, *, target: str, url: str, ports: servers.Ports,
                            rec=rec, server=server) as u:
             yield u
         return
-    if batching is None and servers.answers(url):
+    if batching is None and workers is None and servers.answers(url):
         server.update(reused=url, note="its settings may differ from this environment's")
         rec.add_port(url_port(url))
         yield url
         return
-    env = None if batching is None else {"RTML_FRAUD__BATCHING": str(batching).lower()}
+    env = {} if batching is None else {"RTML_FRAUD__BATCHING": str(batching).lower()}
+    if workers is not None:
+        env["RTML_SERVE_WORKERS"] = str(workers)
+    env = env or None
     server.update(reused=None, env_overrides=env or {})
     with servers.rtml_server(settings, service=service, port=ports.take(), env=env) as u:
         yield u
@@ -152,12 +155,13 @@ def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
         batch_start: float, factor: float, step_s: float, batch: int, url: str,
         compare_batching: bool, port_base: int = 0, out_dir: Path = RESULTS,
         target: str = "rtml", dsn: str = DEFAULT_DSN, stock_mode: str = "pandas",
-        service: str = "") -> int:
+        service: str = "", workers: list[int] | None = None) -> int:
     """Saturation per path (and per batching setting); print tables; write the results JSON.
 
     `target` naive or stock measures those comparison services' /score instead (their per-core
     figure counts only their own process, not Postgres or `feast serve`: compare scored tx/s).
     `service`: the scenario's BentoML service, started for rtml when none answers at `url`.
+    `workers`: start rtml once per count (`RTML_SERVE_WORKERS`), the throughput-vs-workers table.
     """
     if target not in ("rtml", "naive", "stock"):
         raise ValueError(f"--target {target!r}: one of rtml, naive, stock")
@@ -165,19 +169,23 @@ def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
         if compare_batching:
             raise ValueError("--compare-batching: only for --target rtml")
         paths = [p for p in paths if p == "/score"] or ["/score"]
+        if workers:
+            raise ValueError("--workers: only for --target rtml")
     ports = servers.Ports(port_base)
     modes: list[bool | None] = [True, False] if compare_batching else [None]
     port = pg_port(dsn) if target == "naive" else None
     rec = Recorder("saturate", settings, ports=(port,) if port else ())
     runs = []
-    for batching in modes:
+    for batching, n_workers in [(b, w) for b in modes for w in (workers or [None])]:
         server: dict[str, Any] = {}
+        run_settings = (settings if n_workers is None else
+                        settings.model_copy(update={"serve_workers": n_workers}))
         with _service(settings, target=target, url=url, ports=ports, batching=batching,
                       dsn=dsn, rec=rec, server=server, stock_mode=stock_mode,
-                      service=service) as u:
+                      service=service, workers=n_workers) as u:
             for path in paths:
                 first = batch_start if path.endswith("_batch") else start
-                res = find_saturation(settings, u, path=path, batch=batch, start=first,
+                res = find_saturation(run_settings, u, path=path, batch=batch, start=first,
                                       factor=factor, step_s=step_s, budget_ms=budget_ms,
                                       rec=rec)
                 res["target"] = target
@@ -202,9 +210,9 @@ def run(settings: Settings, *, paths: list[str], budget_ms: float, start: float,
 
 def summary_table(runs: list[dict[str, Any]]) -> str:
     """Markdown: one row per (target, path, batching), both shed rules side by side."""
-    lines = ["| target | endpoint | batching | rows/request | saturation rps, 0 shed "
+    lines = ["| target | endpoint | batching | workers | rows/request | saturation rps, 0 shed "
              "| scored tx/s, 0 shed | saturation rps, ≤ 1% shed | scored tx/s, ≤ 1% shed "
-             "| per core (0 shed) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| per core (0 shed) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         rules = r.get("rules") or {"shed_1pct": r, "no_shed": {}}
         cells = []
@@ -215,7 +223,8 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
         target = r.get("target", "rtml")
         if r.get("server", {}).get("odfv_mode"):
             target += f" ({r['server']['odfv_mode']})"
-        lines.append(f"| {target} | {r['path']} | {r['batching']} | {r['batch']} "
+        lines.append(f"| {target} | {r['path']} | {r['batching']} "
+                     f"| {r.get('server_workers', '–')} | {r['batch']} "
                      f"| {' | '.join(cells)} "
                      f"| {rules.get('no_shed', {}).get('tx_per_s_per_core', 0):,.0f} |")
     return "\n".join(lines)

@@ -95,10 +95,11 @@ def stock_server(settings: Settings, *, feast_port: int, port: int, mode: str = 
 
 
 @contextlib.contextmanager
-def naive_server(settings: Settings, *, dsn: str, table: str, port: int) -> Iterator[str]:
-    """Our per-request-SQL service over the loaded Postgres table."""
+def naive_server(settings: Settings, *, dsn: str, table: str, port: int,
+                 env: dict[str, str] | None = None) -> Iterator[str]:
+    """Our per-request-SQL service over the loaded Postgres table (`env`: e.g. its model store)."""
     cmd = [sys.executable, "-m", "benchmarks.naive_server", "--port", str(port), "--dsn", dsn,
            "--table", table]
     with process("naive (Postgres) service", cmd, ready_url=f"http://127.0.0.1:{port}/readyz",
-                 log=settings.state_dir / "bench" / f"naive-{port}.log"):
+                 env=env, log=settings.state_dir / "bench" / f"naive-{port}.log"):
         yield f"http://127.0.0.1:{port}"

@@ -57,13 +57,17 @@ class Settings(BaseSettings):
 
     # -- Feast -------------------------------------------------------------------------------
     feast_project: str = "rtml"
-    offline_store: Literal["file", "duckdb", "postgres"] | None = Field(
+    offline_store: Literal["file", "duckdb", "postgres", "spark"] | None = Field(
         None, description="Feast offline store for point-in-time training sets: file (dask), "
-        "duckdb or postgres (the team profile; `rtml features load-offline` fills its tables); "
-        "unset: as feature_store.yaml says")
+        "duckdb, postgres (the team profile; `rtml features load-offline` fills its tables) or "
+        "spark (the Parquet files read by Spark: the path to a cluster); unset: as "
+        "feature_store.yaml says")
     offline_postgres: str = Field(
         "host=127.0.0.1 port=5432 dbname=rtml_offline user=postgres",
         description="libpq conninfo of the Postgres offline store (offline_store=postgres)")
+    offline_spark_master: str = Field(
+        "local[*]", description="Spark master of the Spark offline store (offline_store=spark): "
+        "local[*] runs in-process; spark://host:7077 or yarn for a cluster")
     registry_url: str | None = Field(
         None, description="SQL registry (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/"
         "rtml_registry) instead of feature_store.yaml's file registry")

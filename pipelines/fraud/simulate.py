@@ -187,10 +187,17 @@ def simulate(
     progress: bool = False,
     drift_from_day: float | None = None,
     drift_amount: float = 1.0,
+    tx_scale: float = 1.0,
 ) -> SimulatedData:
-    """Simulate `days` days of transactions from `start` (a date: 00:00 UTC)."""
+    """Simulate `days` days of transactions from `start` (a date: 00:00 UTC).
+
+    `tx_scale` multiplies every customer's mean number of payments a day: the history depth that
+    `rtml bench depth` grows (x10 is ten times the payments per customer, same customers).
+    """
     if customers < 1 or terminals < 1 or days < 1:
         raise ValueError("customers, terminals and days must be >= 1")
+    if tx_scale <= 0:
+        raise ValueError(f"tx_scale must be > 0, got {tx_scale}")
     if drift_amount <= 0:
         raise ValueError(f"drift_amount must be > 0, got {drift_amount}")
     if drift_from_day is not None and not 0 <= drift_from_day < days:
@@ -201,7 +208,7 @@ def simulate(
     cust_xy = rng.uniform(0, GRID_SIZE, (customers, 2))
     mean_amount = rng.uniform(5, 100, customers)
     std_amount = mean_amount / 2
-    mean_nb = rng.uniform(0, 4, customers)
+    mean_nb = rng.uniform(0, 4, customers) * tx_scale
     term_xy = rng.uniform(0, GRID_SIZE, (terminals, 2))
     offsets, flat = available_terminals(cust_xy, term_xy)
     n_avail = np.diff(offsets)

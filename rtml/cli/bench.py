@@ -120,6 +120,8 @@ def bench_saturate(
         help="start rtml twice, RTML_<SCENARIO>__BATCHING=true and false, and measure "
              "both")] = False,
     port_base: Annotated[int, typer.Option(help="first port for servers it starts")] = 0,
+    workers: Annotated[str | None, typer.Option(
+        help="start rtml once per worker count (RTML_SERVE_WORKERS), e.g. 1,2")] = None,
     results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
     target: Annotated[str, typer.Option(help="rtml, or naive / stock (their /score)")] = "rtml",
     pg_dsn: Annotated[str, typer.Option(help="Postgres for --target naive")] = (
@@ -147,7 +149,8 @@ def bench_saturate(
                        batch_start=batch_start, factor=factor,
                        step_s=step_s, batch=batch, url=url, compare_batching=compare_batching,
                        port_base=port_base, out_dir=path_or(results_dir, RESULTS),
-                       target=target, dsn=pg_dsn, stock_mode=stock_mode, service=sc.service)
+                       target=target, dsn=pg_dsn, stock_mode=stock_mode, service=sc.service,
+                       workers=[int(w) for w in workers.split(",")] if workers else None)
     except (ServerError, ValueError, PostgresUnavailable) as exc:
         typer.echo(f"rtml bench: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -194,7 +197,8 @@ def bench_cost(
 
 @app.command("offline")
 def bench_offline(
-    stores: Annotated[str, typer.Option(help="Feast offline stores: duckdb,file")] = "duckdb,file",
+    stores: Annotated[str, typer.Option(help="Feast offline stores: duckdb,file,spark")
+                      ] = "duckdb,file",
     rows: Annotated[str, typer.Option(help="entity rows per training set")] = "1000000",
     chunk_days: Annotated[str, typer.Option(help="days per get_historical_features call")] = "7",
     timeout: Annotated[float, typer.Option(help="seconds before one build is stopped")] = 1800,
@@ -211,3 +215,55 @@ def bench_offline(
               chunk_days=[int(c) for c in chunk_days.split(",")], timeout_s=timeout,
               sinks=sinks.split(","), results_dir=Path(results_dir) if results_dir else None)
     typer.echo(f"wrote {out}")
+
+
+@app.command("depth")
+def bench_depth(
+    customers: Annotated[int, typer.Option(help="customers in every world")] = 500,
+    factors: Annotated[str, typer.Option(help="history depths: payments per customer x these")
+                       ] = "1,10,100",
+    rate: Annotated[float, typer.Option(help="requests per second")] = 200.0,
+    duration: Annotated[float, typer.Option(help="measured seconds per target and depth")] = 30.0,
+    days: Annotated[int, typer.Option(help="days of history (the naive SQL reads 30-37)")] = 40,
+    targets: Annotated[str, typer.Option(help="naive,rtml")] = "naive,rtml",
+    pg_dsn: Annotated[str | None, typer.Option(help="Postgres for the naive target")] = None,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+) -> None:
+    """p99 as history deepens: the naive per-request SQL against rtml, same rate and customers."""
+    from benchmarks.cost_growth import StepFailed, run_depth
+    from benchmarks.naive_server import DEFAULT_DSN
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+    from benchmarks.side_by_side import PostgresUnavailable
+
+    try:
+        code, _ = run_depth(customers=customers, factors=floats(factors, option="--factors"),
+                            rate=rate, duration=duration, days=days,
+                            targets=tuple(targets.split(",")), dsn=pg_dsn or DEFAULT_DSN,
+                            out_dir=path_or(results_dir, RESULTS))
+    except (StepFailed, ServerError, PostgresUnavailable) as exc:
+        typer.echo(f"rtml bench depth: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command("scale")
+def bench_scale(
+    customers: Annotated[str, typer.Option(help="customer counts")] = "5000,100000,1000000",
+    rate: Annotated[float, typer.Option(help="requests per second")] = 200.0,
+    duration: Annotated[float, typer.Option(help="measured seconds per count")] = 30.0,
+    days: Annotated[int, typer.Option(help="days of history per world")] = 8,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+) -> None:
+    """The rtml service's p99 and Redis memory per entity as the customers grow."""
+    from benchmarks.cost_growth import StepFailed, run_scale
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+
+    try:
+        code, _ = run_scale(customers=[int(c) for c in customers.split(",")], rate=rate,
+                            duration=duration, days=days, out_dir=path_or(results_dir, RESULTS))
+    except (StepFailed, ServerError) as exc:
+        typer.echo(f"rtml bench scale: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

@@ -22,6 +22,8 @@ def data_generate(
     days: Annotated[int | None, typer.Option(help="days of history (fraud: 90, recs: 21)")] = None,
     customers: Annotated[int, typer.Option(help="number of customers")] = 5000,
     terminals: Annotated[int, typer.Option(help="number of terminals")] = 10000,
+    tx_scale: Annotated[float, typer.Option(
+        help="fraud: payments per customer a day x this (history depth)")] = 1.0,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 0,
     start: Annotated[str | None, typer.Option(help="first day YYYY-MM-DD (default: "
                                                     "so the data ends yesterday)")] = None,
@@ -74,7 +76,8 @@ def data_generate(
     try:
         data = simulate(customers=customers, terminals=terminals, days=days, start=first,
                         seed=seed, progress=True, drift_from_day=drift_from_day,
-                        drift_amount=drift_amount if drift_from_day is not None else 1.0)
+                        drift_amount=drift_amount if drift_from_day is not None else 1.0,
+                        tx_scale=tx_scale)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     paths = write(data, s.raw_dir)

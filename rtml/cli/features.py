@@ -53,16 +53,28 @@ def features_build(
 
 @app.command("load-offline")
 def load_offline() -> None:
-    """Copy the Parquet offline sources into the Postgres offline store's tables.
+    """Copy the Parquet offline sources into the offline store: Postgres tables, or Spark's files.
 
-    The team profile (`RTML_OFFLINE_STORE=postgres`, docs in the README's "Production profile"):
+    The team profile (`RTML_OFFLINE_STORE=postgres`, docs in the README's "Production profile"),
+    or Spark (`RTML_OFFLINE_STORE=spark`: microsecond timestamps under RTML_OFFLINE_SPARK_PATH):
     run after `rtml features build` (and `rtml data generate` for other scenarios), before
     `rtml apply` and training. Each table is replaced in one transaction.
     """
-    from rtml.features.sources import load_parquet_tables
+    from rtml.features.sources import load_parquet_tables, publish_for_spark, spark_base
 
     s = settings()
     t0 = time.perf_counter()
+    if s.offline_store == "spark":
+        base = spark_base()
+        if "://" in base:
+            typer.echo(f"rtml: {base} is remote: copy {s.features_dir}/*.parquet there with "
+                       "microsecond timestamps (this command writes local folders only)", err=True)
+            raise typer.Exit(2)
+        dest = s.repo_root / base  # an absolute base stays itself
+        for name, rows in publish_for_spark(s.features_dir, dest).items():
+            typer.echo(f"  {dest / name}: {rows:,} rows")
+        typer.echo(f"published for Spark in {time.perf_counter() - t0:.1f}s")
+        return
     try:
         loaded = load_parquet_tables(s.features_dir, s.offline_postgres)
     except Exception as exc:  # psycopg.OperationalError and friends: say what was tried

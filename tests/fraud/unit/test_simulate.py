@@ -204,3 +204,23 @@ def test_a_fractional_drift_day_starts_the_drift_at_that_time_of_day():
     assert after.sum() > 50
     ratio = drifted.loc[after, "amount"] / clean.loc[after, "amount"]
     np.testing.assert_allclose(ratio[clean.loc[after, "amount"] > 1], 3.0, rtol=0.02)
+
+
+def test_tx_scale_multiplies_each_customers_payments_and_keeps_the_customers():
+    kw = dict(customers=300, terminals=200, days=20, start=START, seed=5)
+    base, deep = sim.simulate(**kw), sim.simulate(tx_scale=10, **kw)
+    pd.testing.assert_frame_equal(base.customers.drop(columns="mean_nb_tx_per_day"),
+                                  deep.customers.drop(columns="mean_nb_tx_per_day"))
+    np.testing.assert_allclose(deep.customers["mean_nb_tx_per_day"],
+                               10 * base.customers["mean_nb_tx_per_day"])
+    # Poisson counts: over 20 days the deep world holds ~10x the payments, customer by customer
+    # (expected count = 20 * rate; the busiest customers are within a few percent).
+    per_base = base.transactions.groupby("customer_id").size()
+    per_deep = deep.transactions.groupby("customer_id").size()
+    assert 9.5 < len(deep.transactions) / len(base.transactions) < 10.5
+    busy = deep.customers.loc[deep.customers["mean_nb_tx_per_day"] > 20, "customer_id"]
+    expected = 20 * deep.customers.set_index("customer_id").loc[busy, "mean_nb_tx_per_day"]
+    assert ((per_deep.loc[busy] - expected).abs() < 5 * np.sqrt(expected)).all()
+    assert per_deep.sum() > 9 * per_base.sum()
+    with pytest.raises(ValueError, match="tx_scale"):
+        sim.simulate(tx_scale=0, **kw)
