@@ -238,10 +238,12 @@ def sections(settings: Settings, *, out_dir: Path, now: datetime, since: datetim
     per_part = max(1, settings.monitor_sample_rows // max(1, settings.stream_partitions))
     entries: list[tuple[int, dict[str, str]]] = []
     alerts_in: list[tuple[int, dict[str, str]]] = []
-    dead = 0
+    dead, sampled = 0, False
     if error is None:
         for p in range(settings.stream_partitions):
-            entries += recent_entries(client, stream_key(p), since_ms=since_ms, count=per_part)
+            part = recent_entries(client, stream_key(p), since_ms=since_ms, count=per_part)
+            sampled |= len(part) >= per_part  # the cap was hit: older readings left out
+            entries += part
         alerts_in = recent_entries(client, ALERT_STREAM, since_ms=since_ms, count=1_000_000)
         dead = len(client.xrange(DEAD_LETTER_STREAM, min=f"{since_ms}-0", max="+"))
     readings, bad = [], 0
@@ -250,8 +252,6 @@ def sections(settings: Settings, *, out_dir: Path, now: datetime, since: datetim
             readings.append(parse_reading(fields))
         except BadReading:
             bad += 1
-    sampled = any(len(client.xrevrange(stream_key(p), count=1, max=f"({entries[0][0]}-0"))
-                  for p in range(settings.stream_partitions)) if entries and not error else False
     alerts = _alerts_frame(alerts_in)
     start_s = min([e[0] / 1000 for e in entries[:1]] + alerts["at_s"].tolist()[:1]
                   + [now_s - 3600])
