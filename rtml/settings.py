@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     stream_metrics_port: int | None = Field(
         None, description="serve the stream process's Prometheus metrics on this port")
 
+    alert_webhook_url: str | None = Field(
+        None, description="also POST each alert (JSON) here, from a background thread: a slow "
+        "or failing webhook is logged, never stalls scoring (RTML_SENSORS__ALERT_WEBHOOK_URL)")
+
     # -- Prediction log ----------------------------------------------------------------------
     prediction_stream: str | None = Field(
         None, description="the prediction log's stream (default: rtml:predictions:<scenario>)")
@@ -242,6 +246,7 @@ SCENARIO_KNOBS = frozenset({
     "cache_max_entries", "request_budget_ms", "entity_cache", "entity_cache_ttl_s",
     "http_max_age_s", "max_inflight", "tracing", "stream_partitions",
     "stream_allowed_lateness_s", "stream_writer", "prediction_stream", "prediction_stream_maxlen",
+    "alert_webhook_url",
     *(name for name in Settings.model_fields
       if name.startswith("monitor_") and name != "monitor_webhook_url"),
 })

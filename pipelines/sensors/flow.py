@@ -41,6 +41,7 @@ from pipelines.sensors.streams import ALERT_STREAM, DEAD_LETTER_STREAM, READINGS
 from rtml.redis import connect, until_answers
 from rtml.settings import Settings
 from rtml.streams.source import dead_letter
+from rtml.webhook import Webhook
 
 PUSH_EVERY_S = 1.0
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -156,15 +157,28 @@ class _AlertPartition(StatelessSinkPartition[Alert]):
     def __init__(self, settings: Settings, stream: str) -> None:
         self.client = connect(settings, role="flow", decode_responses=True)
         self.stream = stream
+        url = settings.alert_webhook_url
+        self.webhook = Webhook(url) if url else None
 
     def write_batch(self, items: list[Alert]) -> None:
         for alert in items:
-            until_answers(lambda a=alert: publish(self.client, a, stream=self.stream),
-                          "publish alert")
+            new = until_answers(lambda a=alert: publish(self.client, a, stream=self.stream),
+                                "publish alert")
+            if new and self.webhook is not None:
+                self.webhook.send(alert.record())
+
+    def close(self) -> None:
+        if self.webhook is not None:
+            self.webhook.close()
 
 
 class AlertSink(DynamicSink[Alert]):
-    """Alerts to the central alert stream, each id once (a replay publishes nothing new)."""
+    """Alerts to the central alert stream, each id once (a replay publishes nothing new).
+
+    With `RTML_SENSORS__ALERT_WEBHOOK_URL` set, each newly published alert is also POSTed there
+    as JSON (`Alert.record()`), from a background thread: a webhook that is slow or down is
+    logged and never stalls the flow.
+    """
 
     def __init__(self, *, settings: Settings, stream: str = ALERT_STREAM) -> None:
         self.settings, self.stream = settings, stream

@@ -24,19 +24,21 @@ KNOWN = ", ".join(s.name for s in REGISTRY if s.monitor)
 
 def _monitor_once(s: Settings, model: str) -> int:
     """One run: reports, summary, notification; returns 0 pass / 1 fail / 2 cannot run."""
+    from rtml.monitor.custom import SectionsMonitor, run_sections
     from rtml.monitor.data import NoPredictionsError
     from rtml.monitor.run import notify, run_monitor
 
     spec = scenario(model, needs="monitor").load("monitor")
     try:
-        summary = run_monitor(s, spec)
+        summary = (run_sections(s, spec) if isinstance(spec, SectionsMonitor)
+                   else run_monitor(s, spec))
     except (NoPredictionsError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"rtml monitor: {exc}", err=True)
         return 2
     run_dir = s.reports_dir / model / datetime.fromisoformat(summary["run_at"]).strftime(
         "%Y%m%dT%H%M%SZ")
     typer.echo(f"monitor {model}: {summary['status'].upper()} over "
-               f"{summary['predictions']['total']:,} predictions "
+               f"{summary['predictions']['total']:,} {summary.get('unit', 'predictions')} "
                f"({'sampled' if summary['predictions']['sampled'] else 'all rows'}) "
                f"in {summary['seconds']:.1f}s -> {run_dir}")
     for name in summary["failed_checks"]:

@@ -33,7 +33,9 @@ SENSORS = Scenario(
     flow="pipelines.sensors.flow:get_flow()",
     trainer="training.sensors.train:train",
     train_summary="training.sensors.report:summary_lines",
+    monitor="monitoring.sensors.spec:MONITOR",
     generator="pipelines.sensors.simulate:generate",
+    demo="rtml.demo.sensors:run_sensors_demo",
     offline_sources=("pipelines.sensors.offline_sources:ensure_offline_sources",),
 )
 

@@ -123,6 +123,25 @@ def _runs_table(model: str, runs: list[tuple[str, dict[str, Any]]]) -> str:
             "<th>failed checks</th><th>reports</th><th></th></tr>" + "".join(rows) + "</table>")
 
 
+def _tables(figures: dict[str, Any]) -> str:
+    """Panels of the sections that bring their own table (`figures[name]["table"]`)."""
+    out = []
+    for name, f in figures.items():
+        table = f.get("table") if isinstance(f, dict) else None
+        if not table or not table.get("rows"):
+            continue
+        cols = list(table["rows"][0])
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+        body = "".join(
+            f'<tr class="{html.escape(str(r.get("status", "")))}">' + "".join(
+                f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+            for r in table["rows"])
+        out.append(f'<section id="panel-{html.escape(name)}"><h3>'
+                   f'{html.escape(table.get("title", name))}</h3>'
+                   f"<table><tr>{head}</tr>{body}</table></section>")
+    return "".join(out)
+
+
 def _accuracy_days(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per-day quality across runs (newest run wins a day): labels keep arriving."""
     days: dict[str, dict[str, Any]] = {}
@@ -150,22 +169,25 @@ def render(reports_dir: Path) -> str:
         model = model_dir.name
         stamp, latest = runs[0]
         figures = latest["figures"]
+        health = figures.get("health", {})  # a scenario without a prediction log has none
+        unit = html.escape(latest.get("unit", "predictions"))
         quality = figures.get("quality", {})
         note = html.escape(latest["predictions"]["note"])
         labels = latest.get("labels", {})
         parts.append(f"""
 <h2>{model}: <span class="{latest['status']}">{latest['status'].upper()}</span>
- (latest run {stamp}, {latest['predictions']['total']:,} predictions; {note};
+ (latest run {stamp}, {latest['predictions']['total']:,} {unit}; {note};
  labels: {labels.get('labelled', 0):,} labelled, {labels.get('pending', 0):,} pending,
  {labels.get('unknown', 0):,} unknown)</h2>
 <div class="grid">
-<section id="panel-latency"><h3>Latency histogram</h3>{_latency_svg(figures["health"])}</section>
+<section id="panel-latency"><h3>Latency histogram</h3>{_latency_svg(health)}</section>
 <section id="panel-accuracy"><h3>Accuracy trend (delayed labels)</h3>
 {_accuracy_svg(_accuracy_days(runs), quality.get("reference", {}))}</section>
 <section id="panel-errors"><h3>Error and fallback rate (spikes in red)</h3>
-{_errors_svg(figures["health"])}</section>
+{_errors_svg(health)}</section>
 <section id="panel-freshness"><h3>Feature freshness</h3>
 {_freshness_table(figures.get("freshness", {}).get("views", {}))}</section>
+{_tables(figures)}
 </div>
 <section id="panel-runs"><h3>Latest runs</h3>{_runs_table(model, runs)}</section>""")
     body = "".join(parts) or "<p>no monitoring runs yet: <code>rtml monitor run</code></p>"

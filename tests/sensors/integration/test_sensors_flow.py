@@ -25,6 +25,7 @@ from rtml.redis import connect
 from rtml.runtime import stop_group
 from rtml.settings import REPO_ROOT, Settings
 from tests.sensors.sample import readings
+from tests.support.webhook_server import WebhookServer
 
 PARTITIONS = 4
 OLD, NEW = ["s1", "s2"], "s-new"
@@ -83,11 +84,13 @@ def test_flow_scores_alerts_dead_letters_and_pushes_features(
     recovery.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
     log = tmp_path / "flow.log"
+    hook = WebhookServer()  # alerts are also POSTed to a webhook when one is set
     with open(log, "wb") as out:
         flow = subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "pipelines.sensors.flow:get_flow()",
              "-r", str(recovery), "-s", "1", "-b", "0"],
-            cwd=REPO_ROOT, env={**env, "RTML_SENSORS__STREAM_PARTITIONS": str(PARTITIONS)},
+            cwd=REPO_ROOT, env={**env, "RTML_SENSORS__STREAM_PARTITIONS": str(PARTITIONS),
+                 "RTML_SENSORS__ALERT_WEBHOOK_URL": hook.url},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     machines = {*OLD, NEW}
     want_alerts = old_spikes | new_spikes
@@ -106,6 +109,12 @@ def test_flow_scores_alerts_dead_letters_and_pushes_features(
         assert {(f["machine_id"], f["channel"], float(f["ts"])) for f in got} == want_alerts
         assert len(got) == len(want_alerts)
         assert all(f["reading_id"].startswith(f["machine_id"]) for f in got)
+
+        # The webhook got each of them once, as JSON, with the stream's alert ids.
+        hook.wait_for(len(want_alerts))
+        posted = [b for b in hook.bodies if b["machine_id"] in machines]
+        assert sorted(b["alert_id"] for b in posted) == sorted(f["alert_id"] for f in got)
+        assert {(b["machine_id"], b["channel"], b["ts"]) for b in posted} == want_alerts
 
         # The bad readings were dead-lettered with a reason naming the field, and the flow went
         # on (the alerts above all come from readings sent after them).
@@ -141,3 +150,4 @@ def test_flow_scores_alerts_dead_letters_and_pushes_features(
         assert flow.poll() is None, "the flow stopped"
     finally:
         stop_group(flow)
+        hook.httpd.shutdown()

@@ -1,0 +1,1 @@
+"""Monitoring of the sensors scenario (`rtml monitor run --model sensors`)."""
