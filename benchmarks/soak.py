@@ -101,11 +101,9 @@ def table(s: dict[str, Any]) -> str:
 
 
 def run(settings: Settings, *, minutes: float, share: float, capacity: float | None,
-        every_s: float, stream_rate: float, service: str, budget_ms: float = 50.0,
+        every_s: float, stream_rate: float, service: str, flow: str, budget_ms: float = 50.0,
         out_dir: Path = RESULTS) -> tuple[Path, dict[str, Any]]:
-    """The soak; writes `soak-*.json`."""
-    from rtml.cli.stream import stream_command
-
+    """The soak; writes `soak-*.json`. `service`, `flow`: the scenario's, from the registry."""
     rec = Recorder("soak", settings)
     duration = minutes * 60
     intervals = max(1, int(round(duration / every_s)))
@@ -124,7 +122,8 @@ def run(settings: Settings, *, minutes: float, share: float, capacity: float | N
                                        factor=1.5, step_s=5.0, budget_ms=budget_ms, rec=rec)
             capacity = measured["rules"]["no_shed"]["saturation_rps"] or 100.0
             print(f"  capacity (no shed, p99 <= {budget_ms:g} ms): {capacity:.0f} rps")
-        flow = stack.enter_context(group("flow", stream_command(settings), settings=settings,
+        flow = stack.enter_context(group("flow", runtime.flow_command(settings, flow, name="fraud"),
+                                         settings=settings,
                                          log=logs / "soak-flow.log"))
         stack.enter_context(group(
             "producer", [bin_rtml, "stream", "produce", "--rate", f"{stream_rate:g}",

@@ -291,10 +291,12 @@ def bench_soak(
 
     s = settings("fraud")
     need_redis(s)
+    sc = scenario("fraud", needs="flow")
+    assert sc.flow is not None
     try:
         out, summary = soak.run(s, minutes=minutes, share=share, capacity=capacity,
                                 every_s=min(every, minutes * 60), stream_rate=stream_rate,
-                                service=scenario("fraud", needs="flow").service,
+                                service=sc.service, flow=sc.flow,
                                 out_dir=path_or(results_dir, RESULTS))
     except ServerError as exc:
         typer.echo(f"rtml bench soak: {exc}", err=True)
