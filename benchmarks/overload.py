@@ -41,6 +41,7 @@ def summarize(run: Run, *, rate: float, capacity: float, budget_ms: float) -> di
             "shed": len(shed), "shed_share": len(shed) / len(a) if a else 0.0,
             "shed_with_retry_after": sum(1 for x in shed if x.retry_after),
             "shed_latency_ms": latency(shed),
+            "shed_latency_from_send_ms": latency(shed, from_send=True),
             "admitted": len(admitted), "admitted_latency_ms": adm_lat,
             "admitted_p99_within_budget": adm_lat.get("p99", float("inf")) <= budget_ms,
             "admitted_fallbacks": len(fb),
@@ -53,11 +54,14 @@ def summarize(run: Run, *, rate: float, capacity: float, budget_ms: float) -> di
 def table(s: dict[str, Any]) -> str:
     """Markdown: one row."""
     shed, adm = s["shed_latency_ms"], s["admitted_latency_ms"]
-    return ("| capacity rps | offered rps | shed share | shed p50 / p99 ms | Retry-After "
+    sent = s["shed_latency_from_send_ms"]
+    return ("| capacity rps | offered rps | shed share | shed p50 / p99 ms "
+            "| shed p50 / p99 ms from send | Retry-After "
             "| admitted p50 / p99 ms | admitted fallbacks | scored rps | other failures |\n"
-            "|---|---|---|---|---|---|---|---|---|\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n"
             f"| {s['capacity_rps']:.0f} | {s['offered_rps']:.0f} | {s['shed_share']:.1%} "
             f"| {shed.get('p50', 0):.2f} / {shed.get('p99', 0):.2f} "
+            f"| {sent.get('p50', 0):.2f} / {sent.get('p99', 0):.2f} "
             f"| {s['shed_with_retry_after']}/{s['shed']} "
             f"| {adm.get('p50', 0):.1f} / {adm.get('p99', 0):.1f} "
             f"| {s['admitted_fallbacks']} | {s['scored_rps']:.0f} | {s['other_failures']} |")

@@ -48,11 +48,17 @@ class Answer:
     fallback: bool | None = None  # None: not a 200 (no decision)
     reason: str | None = None
     retry_after: str | None = None
+    sent: float | None = None  # when the client got round to sending it
 
     @property
     def latency_ms(self) -> float:
         """From when it was due (open loop), not from when the client got round to it."""
         return (self.done - self.due) * 1000
+
+    @property
+    def service_ms(self) -> float:
+        """From when it was sent: without the generator's own lag (a busy client)."""
+        return (self.done - (self.sent if self.sent is not None else self.due)) * 1000
 
     @property
     def decision(self) -> bool:
@@ -79,6 +85,7 @@ async def _fire(session: aiohttp.ClientSession, url: str, body: dict[str, Any], 
                 t0: float, out: list[Answer]) -> None:
     status: int | str
     fallback = reason = retry = None
+    sent = time.perf_counter() - t0
     try:
         async with session.post(url, json=body) as resp:
             status = resp.status
@@ -89,7 +96,7 @@ async def _fire(session: aiohttp.ClientSession, url: str, body: dict[str, Any], 
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
         status = type(exc).__name__
     out.append(Answer(due=due, done=time.perf_counter() - t0, status=status, fallback=fallback,
-                      reason=reason, retry_after=retry))
+                      reason=reason, retry_after=retry, sent=sent))
 
 
 async def _act(name: str, fn: Callable[[], Any], t0: float, run: Run) -> None:
@@ -164,9 +171,9 @@ def print_progress(run: Run, now: float) -> None:
           f"{sum(1 for x in a if x.status == 503)} shed   ", end="", flush=True)
 
 
-def latency(answers: list[Answer]) -> dict[str, float]:
-    """p50 … max of these answers' open-loop latencies (ms)."""
-    return percentiles([a.latency_ms for a in answers])
+def latency(answers: list[Answer], *, from_send: bool = False) -> dict[str, float]:
+    """p50 … max of these answers' open-loop latencies, or from when each was sent (ms)."""
+    return percentiles([a.service_ms if from_send else a.latency_ms for a in answers])
 
 
 def statuses(answers: list[Answer]) -> dict[str, int]:
