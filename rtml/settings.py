@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         None, description="BentoML model store tag (default: <scenario>_model:latest)")
     feature_timeout_ms: float = Field(30.0, description="budget for the online feature read")
     model_timeout_ms: float = Field(30.0, description="budget for the model call")
+    breaker_probe_ms: float = Field(
+        100.0, gt=0, description="feature-store circuit breaker: once open (3 errors in a row), "
+        "one request per this many ms tries the store; a success closes it")
     max_body_bytes: int = Field(1_000_000, description="larger request bodies get 413")
     max_batch_rows: int = Field(1000, description="largest /score_batch request")
     batching: bool = Field(True, description="adaptive batching of model calls across requests")
@@ -242,6 +245,7 @@ class Settings(BaseSettings):
 # The knobs a scenario tunes for itself: RTML_<SCENARIO>__<KNOB>.
 SCENARIO_KNOBS = frozenset({
     "model_tag", "feature_timeout_ms", "model_timeout_ms", "max_body_bytes", "max_batch_rows",
+    "breaker_probe_ms",
     "batching", "batch_max_size", "batch_max_latency_ms", "model_backend", "cache", "cache_ttl_s",
     "cache_max_entries", "request_budget_ms", "entity_cache", "entity_cache_ttl_s",
     "http_max_age_s", "max_inflight", "tracing", "stream_partitions",

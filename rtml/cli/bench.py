@@ -267,3 +267,96 @@ def bench_scale(
         typer.echo(f"rtml bench scale: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+@app.command("chaos")
+def bench_chaos(
+    rate: Annotated[float, typer.Option(help="requests per second on /score")] = 100.0,
+    before: Annotated[float, typer.Option(help="seconds of load before Redis is killed")] = 10.0,
+    down: Annotated[float, typer.Option(help="seconds Redis stays down")] = 5.0,
+    after: Annotated[float, typer.Option(help="seconds of load after it is back")] = 20.0,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+) -> None:
+    """Redis killed under load: failed requests, fallbacks, recovery, p99 per phase.
+
+    Runs on a Valkey of its own (a copy of the configured Redis's keys, on a free port).
+    """
+    from benchmarks import chaos
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+
+    s = settings("fraud")
+    need_redis(s)
+    try:
+        out, summary = chaos.run(s, rate=rate, before=before, down=down, after=after,
+                                 service=scenario("fraud").service,
+                                 out_dir=path_or(results_dir, RESULTS))
+    except ServerError as exc:
+        typer.echo(f"rtml bench chaos: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(chaos.table(summary))
+    typer.echo(f"results: {out}")
+    raise typer.Exit(0 if summary["failed"] == 0 else 1)
+
+
+@app.command("overload")
+def bench_overload(
+    factor: Annotated[float, typer.Option(help="offered rate as a multiple of capacity")] = 2.0,
+    duration: Annotated[float, typer.Option(help="seconds at the offered rate")] = 20.0,
+    capacity: Annotated[float | None, typer.Option(
+        help="/score requests/s the service holds (default: measured, as saturate's no-shed "
+             "point)")] = None,
+    budget_ms: Annotated[float, typer.Option(help="the admitted requests' p99 budget")] = 50.0,
+    url: Annotated[str, typer.Option(help="a service already running here is used")] = (
+        "http://127.0.0.1:3000"),
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+) -> None:
+    """Offer factor x capacity: shed share, shed answer latency, admitted p99 vs the budget."""
+    from benchmarks import overload
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+
+    s = settings("fraud")
+    need_redis(s)
+    try:
+        out, summary = overload.run(s, factor=factor, duration=duration, capacity=capacity,
+                                    url=url, service=scenario("fraud").service,
+                                    budget_ms=budget_ms, out_dir=path_or(results_dir, RESULTS))
+    except ServerError as exc:
+        typer.echo(f"rtml bench overload: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(overload.table(summary))
+    typer.echo(f"results: {out}")
+    raise typer.Exit(0 if summary["other_failures"] == 0 else 1)
+
+
+@app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="length of the run")] = 10.0,
+    share: Annotated[float, typer.Option(help="offered rate as a share of capacity")] = 0.5,
+    capacity: Annotated[float | None, typer.Option(
+        help="/score requests/s the service holds (default: measured)")] = None,
+    every: Annotated[float, typer.Option(help="seconds per reported interval")] = 60.0,
+    stream_rate: Annotated[float, typer.Option(help="events/s the producer sends")] = 200.0,
+    results_dir: Annotated[str | None, typer.Option(help="default benchmarks/results")] = None,
+) -> None:
+    """/score at a share of capacity with the stream running: RSS and p99 per interval."""
+    from benchmarks import soak
+    from benchmarks.record import RESULTS
+    from benchmarks.servers import ServerError
+
+    s = settings("fraud")
+    need_redis(s)
+    sc = scenario("fraud", needs="flow")
+    assert sc.flow is not None
+    try:
+        out, summary = soak.run(s, minutes=minutes, share=share, capacity=capacity,
+                                every_s=min(every, minutes * 60), stream_rate=stream_rate,
+                                service=sc.service, flow=sc.flow,
+                                out_dir=path_or(results_dir, RESULTS))
+    except ServerError as exc:
+        typer.echo(f"rtml bench soak: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(soak.table(summary))
+    typer.echo(f"results: {out}")
+    raise typer.Exit(0 if summary["failed"] == 0 else 1)

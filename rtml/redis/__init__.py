@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -124,6 +125,35 @@ class _AsyncCluster(AsyncRedisCluster):
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
             await asyncio.shield(task)
         return self
+
+    def pipeline(self, transaction: Any | None = None,
+                 shard_hint: Any | None = None) -> _AsyncClusterPipeline:
+        """A pipeline that marks the slot map stale when a node fails (see its class)."""
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # redis-py's own refusal
+        return _AsyncClusterPipeline(self, transaction)
+
+
+class _AsyncClusterPipeline(AsyncClusterPipeline):
+    """A pipeline whose node error makes the client discover the cluster again.
+
+    redis-py re-discovers after a failed single command, but a failed pipeline (the online
+    reader's HMGETs) only retries, and with no retries (`retry_policy`) it raises and keeps the
+    old slot map: after a master dies and its replica takes over, every read would still go to
+    the dead node. Here the next command discovers the cluster anew (`_AsyncCluster.initialize`,
+    one set-up shared by every request).
+    """
+
+    __slots__ = ()
+
+    async def execute(self, raise_on_error: bool = True,
+                      allow_redirections: bool = True) -> list[Any]:
+        """Run the queued commands; on a node or cluster error, mark the slot map stale."""
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except AsyncRedisCluster.ERRORS_ALLOW_RETRY:
+            self.cluster_client._initialize = True
+            raise
 
 
 def retry_policy() -> Retry:

@@ -51,21 +51,41 @@ def service_options(settings: Settings, *, name: str, paths: tuple[str, ...]) ->
 
 
 class Breaker:
-    """After `failures` consecutive feature-read errors, skip Redis for `open_s` seconds."""
+    """After `failures` consecutive feature-read errors, skip Redis but probe it every `open_s`.
+
+    Open, every request answers its fallback at once except one every `open_s` seconds, which
+    tries the store (half-open): a success closes the breaker, a failure keeps it open. A store
+    back from an outage is found again within `open_s` (`rtml bench chaos` measures it), while a
+    store that is down or hanging costs one request per `open_s`, not every request.
+    """
 
     def __init__(self, failures: int = 3, open_s: float = 1.0) -> None:
         self.failures, self.open_s = failures, open_s
         self.count, self.open_until = 0, 0.0
 
+    @property
+    def open(self) -> bool:
+        """True after `failures` errors in a row, until a read succeeds."""
+        return self.count >= self.failures
+
     def allow(self) -> bool:
-        """False while open: answer the fallback without waiting on a store that is down."""
-        return time.monotonic() >= self.open_until
+        """False while open, except for one probe every `open_s` seconds."""
+        if not self.open:
+            return True
+        now = time.monotonic()
+        if now < self.open_until:
+            return False
+        self.open_until = now + self.open_s  # this request is the probe; the next waits
+        return True
 
     def record(self, ok: bool) -> None:
         """One read's outcome; the `failures`-th error in a row opens the breaker."""
-        self.count = 0 if ok else self.count + 1
-        if self.count >= self.failures:
-            self.open_until, self.count = time.monotonic() + self.open_s, 0
+        if ok:
+            self.count = 0
+            return
+        self.count += 1
+        if self.count == self.failures:
+            self.open_until = time.monotonic() + self.open_s
 
 
 @dataclass
@@ -127,7 +147,7 @@ class ScoringCore:
             self.model.warm_up()
         self.explain_at = (explain_at(self.model) if explain_at and self.model else math.inf)
         self.redis = connect_async(s, role="service")
-        self.breaker = Breaker()
+        self.breaker = Breaker(open_s=s.breaker_probe_ms / 1000)
         self.log = PredictionLog(client=self.redis, stream=s.prediction_stream,
                                  maxlen=s.prediction_stream_maxlen,
                                  flush_ms=s.prediction_log_flush_ms)

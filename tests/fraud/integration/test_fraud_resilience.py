@@ -26,7 +26,9 @@ from tests.support.redis_proxy import RedisProxy
 FEATURE_TIMEOUT_MS = 1000
 REPLY_DELAY_S = 3.0
 SOCKET_TIMEOUT_S = 10
-BREAKER_OPEN_S = 1.0  # rtml.serving.core.Breaker: three errors in a row open it this long
+# rtml.serving.core.Breaker: three errors in a row open it; one request per this long probes.
+# A second here (100 ms by default), so "the next request finds it open" holds on a slow machine.
+BREAKER_OPEN_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,7 @@ def proxied(proxy: RedisProxy, env: dict[str, str]) -> Iterator[httpx.Client]:
     with bentoml_serve({**env, "RTML_REDIS_ADDRESS": f"127.0.0.1:{proxy.port}",
                         "RTML_FRAUD__FEATURE_TIMEOUT_MS": str(FEATURE_TIMEOUT_MS),
                         "RTML_REDIS_TIMEOUT_S": str(SOCKET_TIMEOUT_S),
+                        "RTML_FRAUD__BREAKER_PROBE_MS": str(int(BREAKER_OPEN_S * 1000)),
                         "RTML_FRAUD__PREDICTION_STREAM": "rtml:predictions:resilience"}) as url, \
             httpx.Client(base_url=url, timeout=30) as client:
         yield client

@@ -1,4 +1,4 @@
-"""The feature-read circuit breaker: opens after consecutive errors, closes after `open_s`."""
+"""The feature-read circuit breaker: opens after consecutive errors, probes every `open_s`."""
 
 from __future__ import annotations
 
@@ -36,3 +36,21 @@ def test_a_success_resets_the_count(clock):
     b.record(False)
     b.record(False)
     assert b.allow()
+
+
+def test_open_it_lets_one_probe_through_per_interval_and_a_success_closes_it(clock):
+    b = Breaker(failures=3, open_s=0.1)
+    for _ in range(3):
+        b.record(False)
+    assert not b.allow()
+    clock[0] += 0.1
+    assert b.allow()  # the probe
+    assert not b.allow() and not b.allow()  # the others still fall back at once
+    b.record(False)  # the store is still down: open, next probe one interval on
+    clock[0] += 0.05
+    assert not b.allow()
+    clock[0] += 0.05
+    assert b.allow()
+    b.record(True)  # back: closed, every request reads again
+    assert all(b.allow() for _ in range(5))
+    assert not b.open
