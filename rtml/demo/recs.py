@@ -34,7 +34,11 @@ METHODS = ("popularity", "revisit", "covisitation", "ranker", "ranker_mmr")
 USERS, ITEMS, DAYS, SESSIONS_PER_DAY = 5000, 2000, 12, 800
 PRECOMPUTED = 500  # the most active users get an L2 entry
 REPLAY_HOURS = 3.0  # history replayed onto the stream, stamped now
-LOAD_RATE, LOAD_SECONDS, LOAD_SKEW = 50.0, 15.0, 1.0
+# Modest: one service worker answers ~25 rps on 2 cores (docs/recs-serving.md); more would show
+# the overload's fallbacks, not the service.
+LOAD_RATE, LOAD_SECONDS, LOAD_SKEW = 10.0, 15.0, 1.0
+# Requests a seed (`rtml train recs`: 2000 / 1000 / 2000).
+TRAIN_REQUESTS = {"n_train": 1000, "n_valid": 500, "n_test": 1000}
 
 
 def lift_table(metrics: dict[str, Any]) -> list[str]:
@@ -132,8 +136,9 @@ def run_demo(settings: Settings, scenario: Scenario, *, port: int = 3000,
     events = pd.read_parquet(raw / "events.parquet")
     _done(t, f"{len(events):,} events up to {events['ts'].max():%Y-%m-%d %H:%M} UTC -> {raw}")
 
-    t = _step("train the ranker and its baselines (rtml train recs)")
-    metrics = train(settings)
+    t = _step("train the ranker and its baselines (rtml train recs, {n_train}/{n_valid}/{n_test} "
+              "requests a seed)".format(**TRAIN_REQUESTS))
+    metrics = train(settings, **TRAIN_REQUESTS)
     print(f"   {metrics['bentoml_tag']}: objective {metrics['objective']}, MMR lambda "
           f"{metrics['mmr_lambda']}")
     _done(t)
