@@ -238,8 +238,13 @@ class Settings(BaseSettings):
 
     @property
     def predictions_dir(self) -> Path:
-        """Partitioned parquet written by the prediction-log drain."""
-        return self.data_dir / "predictions"
+        """Partitioned parquet written by the prediction-log drain.
+
+        Fraud's at the top, where it always was; another scenario's in its own sub-folder, so no
+        monitor reads another's log.
+        """
+        base = self.data_dir / "predictions"
+        return base if self.scenario in (None, "fraud") else base / self.scenario
 
 
 # The knobs a scenario tunes for itself: RTML_<SCENARIO>__<KNOB>.

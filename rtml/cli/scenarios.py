@@ -47,6 +47,8 @@ RECS = Scenario(
     flow="pipelines.recs.flow:get_flow()",
     trainer="training.recs.train:train",
     train_summary="training.recs.train:summary_lines",
+    monitor="monitoring.recs.spec:MONITOR",
+    demo="rtml.demo.recs:run_demo",
     generator="pipelines.recs.simulate:simulate",
     offline_sources=("pipelines.recs.batch_features:ensure_sources",
                      "pipelines.recs.stream_backfill:ensure_sources"),

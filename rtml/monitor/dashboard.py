@@ -54,7 +54,8 @@ def _accuracy_svg(by_day: list[dict[str, Any]], reference: dict[str, float]) -> 
         return "<p>no labelled predictions yet (labels arrive after their delay)</p>"
     fig, ax = plt.subplots(figsize=(6, 2.8))
     days = [d["day"] for d in by_day]
-    for key in ("precision", "recall", "pr_auc"):
+    keys = [k for k in by_day[0] if k not in ("day", "rows", "positives")]
+    for key in keys:  # precision, recall, pr_auc (a score); ndcg@10, hitrate@10... (a ranking)
         line = ax.plot(days, [d[key] for d in by_day], marker="o", label=key)[0]
         if key in reference:
             ax.axhline(reference[key], color=line.get_color(), linestyle=":", linewidth=0.8)

@@ -26,9 +26,10 @@ import redis
 from rtml.metrics import write_monitor_gauges
 from rtml.monitor import reports
 from rtml.monitor.dashboard import write_index
-from rtml.monitor.data import load_log, load_reference
+from rtml.monitor.data import LogData, load_log, load_reference
 from rtml.monitor.freshness import freshness, view_specs
 from rtml.redis import connect
+from rtml.serving.card import CardError, ModelCard, load_card
 from rtml.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,22 @@ SUMMARY_SCHEMA = 1
 
 # (logged predictions, the labels file, now) -> (predictions + nullable `label`, counts)
 LabelJoin = Callable[..., tuple[pd.DataFrame, dict[str, Any]]]
+# A scenario whose answers are not one score (a ranked list): its own sections in place of feature
+# drift, prediction drift and quality, called as sections(ctx) -> (sections, label counts).
+Sections = Callable[["MonitorContext"], tuple[list[reports.Section], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class MonitorContext:
+    """What a scenario's own sections get: the window of the log and where to write."""
+
+    settings: Settings
+    data: LogData
+    now: datetime
+    since: datetime
+    out_dir: Path
+    card: ModelCard
+    redis_client: Any | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,10 +67,11 @@ class MonitorSpec:
     name: str  # reports/<name>/, the reference under artifacts/<name>/
     log_columns: tuple[str, ...]  # the scenario's own log columns, kept for every row
     numeric_columns: tuple[str, ...] = ()  # those of them read as numbers
-    join_labels: LabelJoin  # called as join_labels(predictions, labels, now=now)
-    reference_label: str  # the label column of the training reference
-    quality_threshold: str  # the model's threshold (metrics.json) a positive is flagged at
+    join_labels: LabelJoin | None = None  # called as join_labels(predictions, labels, now=now)
+    reference_label: str = "label"  # the label column of the training reference
+    quality_threshold: str = ""  # the model's threshold (metrics.json) a positive is flagged at
     positives: str = "positives"  # what a positive is called in messages ("frauds")
+    sections: Sections | None = None  # set: these replace drift and quality (the rest stays)
 
 
 def _labels(settings: Settings, spec: MonitorSpec, sample: pd.DataFrame, now: datetime
@@ -63,6 +81,7 @@ def _labels(settings: Settings, spec: MonitorSpec, sample: pd.DataFrame, now: da
         return sample.assign(label=pd.array([pd.NA] * n, dtype="Int64")), {
             "labelled": 0, "pending": 0, "unknown": n, "note": f"no {settings.labels_path}"}
     labels = pd.read_parquet(settings.labels_path)
+    assert spec.join_labels is not None
     return spec.join_labels(sample, labels, now=now)
 
 
@@ -76,26 +95,22 @@ def run_monitor(settings: Settings, spec: MonitorSpec, *, now: datetime | None =
     out_dir = settings.reports_dir / model / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     since = now - timedelta(days=settings.monitor_window_days)
-    ref = load_reference(settings.artifacts_dir, model)
+    card = _card(settings, spec) if spec.sections else load_reference(
+        settings.artifacts_dir, model).card
     data = load_log(settings.predictions_dir, since=since, sample_rows=settings.monitor_sample_rows,
                     columns=spec.log_columns, numeric=spec.numeric_columns)
-    sample, label_counts = _labels(settings, spec, data.sample, now)
-    answered = sample[sample["score"].notna()]
-
-    sections = [
-        reports.feature_drift(current=answered, reference=ref.frame, features=ref.features,
-                              drift_share=settings.monitor_drift_share, out_dir=out_dir),
-        reports.prediction_drift(current=sample, reference=ref.frame, out_dir=out_dir),
-        reports.quality(labelled=sample, reference=ref.frame,
-                        threshold=ref.thresholds[spec.quality_threshold],
-                        reference_label=spec.reference_label, positives=spec.positives,
-                        max_drop=settings.monitor_quality_drop,
-                        min_labels=settings.monitor_min_labels, out_dir=out_dir),
+    if spec.sections:
+        sections, label_counts = spec.sections(MonitorContext(
+            settings=settings, data=data, now=now, since=since, out_dir=out_dir, card=card,
+            redis_client=redis_client))
+    else:
+        sections, label_counts = _score_sections(settings, spec, data, now, out_dir)
+    sections += [
         reports.health(rows=data.rows, p95_ms=settings.monitor_p95_ms,
                        p99_ms=settings.monitor_p99_ms, error_rate=settings.monitor_error_rate,
                        fallback_rate=settings.monitor_fallback_rate, out_dir=out_dir),
     ]
-    sections.append(_freshness(settings, ref.feature_service, data.sample, out_dir, now,
+    sections.append(_freshness(settings, card.feature_service, data.sample, out_dir, now,
                                redis_client))
 
     checks = [c for s in sections for c in s.checks]
@@ -104,8 +119,8 @@ def run_monitor(settings: Settings, spec: MonitorSpec, *, now: datetime | None =
         "schema": SUMMARY_SCHEMA,
         "model": model,
         "model_versions": sorted(data.rows["model_version"].dropna().unique().tolist()),
-        "reference_model": ref.model_tag,
-        "feature_service": ref.feature_service,
+        "reference_model": card.version or "",
+        "feature_service": card.feature_service,
         "run_at": now.isoformat(timespec="seconds"),
         "status": "fail" if failed else "pass",
         "failed_checks": failed,
@@ -129,6 +144,31 @@ def run_monitor(settings: Settings, spec: MonitorSpec, *, now: datetime | None =
     write_monitor_gauges(summary, settings.reports_dir / model / "metrics.prom")
     write_index(settings.reports_dir)
     return summary
+
+
+def _card(settings: Settings, spec: MonitorSpec) -> ModelCard:
+    try:
+        return load_card(settings.artifacts_dir / spec.name)
+    except CardError as exc:
+        raise FileNotFoundError(f"{exc} (train first: `rtml train {spec.name}`)") from exc
+
+
+def _score_sections(settings: Settings, spec: MonitorSpec, data: LogData, now: datetime,
+                    out_dir: Path) -> tuple[list[reports.Section], dict[str, Any]]:
+    """Drift and quality of a model that answers one score per request (fraud's)."""
+    ref = load_reference(settings.artifacts_dir, spec.name)
+    sample, label_counts = _labels(settings, spec, data.sample, now)
+    answered = sample[sample["score"].notna()]
+    return [
+        reports.feature_drift(current=answered, reference=ref.frame, features=ref.features,
+                              drift_share=settings.monitor_drift_share, out_dir=out_dir),
+        reports.prediction_drift(current=sample, reference=ref.frame, out_dir=out_dir),
+        reports.quality(labelled=sample, reference=ref.frame,
+                        threshold=ref.thresholds[spec.quality_threshold],
+                        reference_label=spec.reference_label, positives=spec.positives,
+                        max_drop=settings.monitor_quality_drop,
+                        min_labels=settings.monitor_min_labels, out_dir=out_dir),
+    ], label_counts
 
 
 def _freshness(settings: Settings, service: str, sample: Any, out_dir: Path, now: datetime,

@@ -1,0 +1,1 @@
+"""The recommendation scenario's monitoring: ranking quality on delayed clicks, drift."""
