@@ -1,6 +1,7 @@
 """The recommendation service under load, end to end in a sandbox: cache off, then L1 + L2 on.
 
     python -m benchmarks.recs_serving --out benchmarks/results/recs_serving.json
+    python -m benchmarks.recs_serving --in-process 300     # per-request time, no HTTP, profiled
 
 Builds a sandbox (its own Valkey on a free port, a simulated shop, nightly features, the stock
 backfill, `feast apply`, `feast materialize`, `rtml recs precompute --top N`), then for each
@@ -94,6 +95,48 @@ def build(s: Settings, env: dict[str, str], *, users: int, items: int, days: int
     return sizes
 
 
+def in_process(env: dict[str, str], users: Any, *, n: int, profile: bool = True
+               ) -> dict[str, Any]:
+    """`n` requests through the service's own `recommend`, cache off, no HTTP: ms per request.
+
+    The service class is built in this process (`RecsService.inner()`), so the time is the
+    request path's alone (no server, no client), and `cProfile` shows where it goes.
+    """
+    import cProfile
+    import os
+    import pstats
+    import time
+
+    import numpy as np
+
+    os.environ.update({**env, **CONFIGS["cache off"]})
+    from bentos.recs.service import RecsService
+
+    svc = RecsService.inner()
+
+    async def go(batch: Any) -> list[float]:
+        times = []
+        for u in batch:
+            t = time.perf_counter()
+            a = await svc.recommend(int(u), 10, None)
+            times.append((time.perf_counter() - t) * 1000)
+            if a.fallback:
+                raise RuntimeError(f"fallback during the in-process run: {a.reason}")
+        return times
+
+    asyncio.run(go(users[:50]))  # warm-up: connections, lists, caches of keys
+    times = asyncio.run(go(users[:n]))
+    out = {"requests": len(times), "mean_ms": float(np.mean(times)),
+           "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        asyncio.run(go(users[:min(n, 100)]))
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    return out
+
+
 def main() -> None:
     """Command line: build, then every configuration at every skew."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -106,6 +149,8 @@ def main() -> None:
     p.add_argument("--top", type=int, default=2_000)
     p.add_argument("--port", type=int, default=3310)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--in-process", type=int, default=0, metavar="N",
+                   help="only time N requests in this process (no HTTP), then a profile")
     args = p.parse_args()
     from benchmarks.servers import Ports
 
@@ -119,6 +164,10 @@ def main() -> None:
             sizes = build(s, env, users=args.users, items=args.items, days=args.days,
                           top=args.top)
             print(json.dumps(sizes), flush=True)
+            if args.in_process:
+                users = draw_users(s, args.in_process, skew=1.0, seed=1)
+                print("in process:", json.dumps(in_process(env, users, n=args.in_process)))
+                return
             rows = []
             for label, knobs in CONFIGS.items():
                 skews = [1.0] if label == "cache off" else [

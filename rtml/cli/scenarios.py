@@ -46,6 +46,7 @@ RECS = Scenario(
     trainer="training.recs.train:train",
     train_summary="training.recs.train:summary_lines",
     generator="pipelines.recs.simulate:simulate",
+    bench_requests="benchmarks.recs_load:sample_requests",
     offline_sources=("pipelines.recs.batch_features:ensure_sources",
                      "pipelines.recs.stream_backfill:ensure_sources"),
 )
