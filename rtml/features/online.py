@@ -29,11 +29,10 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from rtml.features.wire import decode_value
+from rtml.features.wire import Memo
 from rtml.redis import parse_address
 from rtml.settings import Settings
 
@@ -197,13 +196,6 @@ class FeatureRow:
     event_times: dict[str, float] = field(default_factory=dict)  # view -> unix seconds
 
 
-def _decode_ts(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    ts = Timestamp.FromString(raw)
-    return ts.seconds + ts.nanos / 1e9
-
-
 # One HMGET per key, all in one call. ARGV: the number of hashes' groups, then per group its
 # number of keys, its number of fields and the fields; KEYS: every group's keys in turn.
 _LUA = """
@@ -275,6 +267,7 @@ class OnlineReader:
         self._view_order = {v.view: i for i, v in enumerate(self._views)}
         self._key_cache: dict[tuple[str, Any], bytes] = {}
         self._script_ok = True
+        self._memo = Memo()
         missing = [n for n in self.feature_names if n not in self.defaults]
         view_features = {n for v in self._views for n in v.features}
         if missing and set(missing) & view_features:
@@ -323,6 +316,8 @@ class OnlineReader:
         out: list[FeatureRow] = []
         n = len(rows)
         defaults = self.defaults
+        memo = self._memo
+        value_of, ts_of = memo.value, memo.timestamp
         for r, row in enumerate(rows):
             result = FeatureRow(values={})
             values = result.values
@@ -331,7 +326,7 @@ class OnlineReader:
                 start = 0
                 for v in h.views:
                     end = start + len(v.fields)
-                    ts = _decode_ts(reply[end - 1])
+                    ts = ts_of(reply[end - 1])
                     if ts is None:
                         result.missing_views.append(v.view)
                         for name in v.features:
@@ -339,7 +334,7 @@ class OnlineReader:
                     else:
                         result.event_times[v.view] = ts
                         for name, raw in zip(v.features, reply[start:end - 1], strict=True):
-                            value = decode_value(raw)
+                            value = value_of(raw)
                             values[name] = defaults[name] if value is None else value
                     start = end
             # The service's view order, whatever the grouping by hash.

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from rtml.features.wire import decode_value
+from rtml.features.wire import Memo, decode_value
 
 NUMBERS = ("int64_val", "int32_val", "double_val", "float_val")
 
@@ -95,3 +96,16 @@ def test_missing_and_unusual_shapes_fall_back_to_protobuf():
     v.map_val.val["k"].int64_val = 3
     raw = v.SerializeToString()
     assert decode_value(raw) == reference(raw)
+
+
+def test_the_memo_gives_the_decoded_value_and_a_fresh_list_each_time():
+    memo = Memo()
+    for raw in [*CASES, *CASES]:  # the second pass answers from the memo
+        assert _same(memo.value(raw), reference(raw))
+    raw = _list("int64_list_val", [1, 2])
+    first = memo.value(raw)
+    first.append(3)  # a caller that changes its list changes no one else's
+    assert memo.value(raw) == [1, 2]
+    ts = Timestamp(seconds=1_764_000_000, nanos=500_000_000).SerializeToString()
+    assert memo.timestamp(ts) == memo.timestamp(ts) == 1_764_000_000.5
+    assert memo.timestamp(None) is None and memo.timestamp(b"") is None
