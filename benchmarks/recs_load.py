@@ -2,6 +2,7 @@
 
     python -m benchmarks.recs_load --url http://127.0.0.1:3000 --rate 100 --duration 20 \
         --skews 0.8,1.0,1.2
+    rtml bench --scenario recs --rates 100 --duration 30 --skews 0.8,1.0,1.2   # results file
 
 Request i is due at t0 + i/rate whatever earlier ones did; its latency counts from that due time
 (no coordinated omission). Users are drawn by a Zipf law over the simulated shop's users ranked by
@@ -40,6 +41,22 @@ def draw_users(settings: Settings, n: int, *, skew: float, seed: int) -> np.ndar
     return rng.choice(ranked.to_numpy(), size=n, p=weights / weights.sum())
 
 
+def outcome(status: int, headers: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """What one answer says: status, cache tier (`Server-Timing` `cache` desc), stages, fallback."""
+    timing = parse_server_timing(headers.get("Server-Timing"))
+    return {"status": status, "cache": timing.get("cache", {}).get("desc", "none"),
+            "stages": {s: float(v["dur"]) for s, v in timing.items() if "dur" in v},
+            "fallback": (body.get("fallback_reason") or "?").split(":")[0]
+            if body.get("fallback") else None, "cold": body.get("cold_start")}
+
+
+def sample_requests(settings: Settings, n: int, *, seed: int = 0, skew: float = 1.0
+                    ) -> list[dict[str, Any]]:
+    """The registry's `bench_requests`: `n` GET query strings (users drawn as `draw_users`)."""
+    return [{"user_id": int(u), "k": 10}
+            for u in draw_users(settings, n, skew=skew, seed=seed)]
+
+
 async def _one(session: aiohttp.ClientSession, url: str, user: int, k: int, due: float,
                out: list[dict[str, Any]]) -> None:
     delay = due - time.perf_counter()
@@ -49,15 +66,40 @@ async def _one(session: aiohttp.ClientSession, url: str, user: int, k: int, due:
     try:
         async with session.get(url, params={"user_id": str(user), "k": str(k)}) as resp:
             body = await resp.json(content_type=None)
-            timing = parse_server_timing(resp.headers.get("Server-Timing"))
-            rec.update(status=resp.status, cache=timing.get("cache", {}).get("desc", "none"),
-                       stages={s: float(v["dur"]) for s, v in timing.items() if "dur" in v},
-                       fallback=(body.get("fallback_reason") or "?").split(":")[0]
-                       if body.get("fallback") else None, cold=body.get("cold_start"))
+            rec.update(outcome(resp.status, resp.headers, body))
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
         rec["status"] = type(exc).__name__
     rec["latency_ms"] = (time.perf_counter() - due) * 1000
     out.append(rec)
+
+
+def summarize(out: list[dict[str, Any]], *, rate: float) -> dict[str, Any]:
+    """Percentiles; the cache tiers' hit rates and the fallback share over answered requests.
+
+    A fallback answer counts as a miss whatever its `cache` desc says: it was not served from
+    a cache. Rates are shares of the 200 answers (errors are counted apart).
+    """
+    ok = [r for r in out if r.get("status") == 200]
+    caches = Counter("fallback" if r["fallback"] else r["cache"] for r in ok)
+    stages: dict[str, list[float]] = {}
+    for r in ok:
+        for s, v in r["stages"].items():
+            stages.setdefault(s, []).append(v)
+    fallbacks = Counter(r["fallback"] for r in ok if r["fallback"])
+    return {
+        "requests": len(out), "rate": rate,
+        "latency_ms": percentiles([r["latency_ms"] for r in out]),
+        "server_total_ms": percentiles(stages.get("total", [])),
+        "errors": dict(Counter(str(r["status"]) for r in out if r.get("status") != 200)),
+        "fallbacks": dict(fallbacks),
+        "fallback_share": sum(fallbacks.values()) / len(ok) if ok else 0.0,
+        "cache": dict(caches),
+        "l2_hit_rate": caches.get("l2", 0) / len(ok) if ok else 0.0,
+        "l1_hit_rate": caches.get("l1", 0) / len(ok) if ok else 0.0,
+        "cold_starts": sum(1 for r in ok if r.get("cold")),
+        "stage_ms_p50": {s: float(np.median(v)) for s, v in stages.items()},
+        "stage_ms_p99": {s: float(np.percentile(v, 99)) for s, v in stages.items()},
+    }
 
 
 async def run(url: str, users: np.ndarray, *, rate: float, k: int = 10) -> dict[str, Any]:
@@ -74,25 +116,73 @@ async def run(url: str, users: np.ndarray, *, rate: float, k: int = 10) -> dict[
                                         t0 + i / rate, out) for i, u in enumerate(users)))
     finally:
         gc.enable()
-    ok = [r for r in out if r.get("status") == 200]
-    caches = Counter(r["cache"] for r in ok)
-    stages: dict[str, list[float]] = {}
-    for r in ok:
-        for s, v in r["stages"].items():
-            stages.setdefault(s, []).append(v)
-    return {
-        "requests": len(out), "rate": rate,
-        "latency_ms": percentiles([r["latency_ms"] for r in out]),
-        "server_total_ms": percentiles(stages.get("total", [])),
-        "errors": dict(Counter(str(r["status"]) for r in out if r.get("status") != 200)),
-        "fallbacks": dict(Counter(r["fallback"] for r in ok if r["fallback"])),
-        "cache": dict(caches),
-        "l2_hit_rate": caches.get("l2", 0) / len(ok) if ok else 0.0,
-        "l1_hit_rate": caches.get("l1", 0) / len(ok) if ok else 0.0,
-        "cold_starts": sum(1 for r in ok if r.get("cold")),
-        "stage_ms_p50": {s: float(np.median(v)) for s, v in stages.items()},
-        "stage_ms_p99": {s: float(np.percentile(v, 99)) for s, v in stages.items()},
-    }
+    return summarize(out, rate=rate)
+
+
+# The service's settings per configuration `rtml bench --scenario recs` measures.
+CONFIGS: dict[str, dict[str, str]] = {
+    "cache off": {"RTML_RECS__CACHE": "false", "RTML_RECS__ENTITY_CACHE": "false"},
+    "L2 on": {"RTML_RECS__CACHE": "false", "RTML_RECS__ENTITY_CACHE": "true"},
+}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per configuration, rate and skew."""
+    lines = ["| config | rate | skew | p50 ms | p95 ms | p99 ms | fallback | L1 hit | L2 hit "
+             "| errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lat = r["latency_ms"]
+        errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
+        lines.append(f"| {r['config']} | {r['rate']:g} | {r['skew']:.1f} "
+                     f"| {lat.get('p50', 0):.2f} | {lat.get('p95', 0):.2f} "
+                     f"| {lat.get('p99', 0):.2f} | {r['fallback_share']:.1%} "
+                     f"| {r['l1_hit_rate']:.1%} | {r['l2_hit_rate']:.1%} | {errors} |")
+    return "\n".join(lines)
+
+
+def bench(settings: Settings, *, url: str, rates: list[float], duration: float,
+          skews: list[float], out_dir: Path, service: str,
+          configs: tuple[str, ...] = tuple(CONFIGS)) -> int:
+    """`rtml bench --scenario recs`: every configuration x rate x skew; a results file.
+
+    A service already answering at `url` is measured as it runs (one configuration, its own
+    settings); otherwise the harness starts `bentoml serve` once per configuration.
+    """
+    import contextlib
+
+    from benchmarks import servers
+    from benchmarks.record import Recorder
+
+    rec = Recorder("recs", settings)
+    rows: list[dict[str, Any]] = []
+    given = servers.answers(url)
+    targets = ["as running at --url"] if given else list(configs)
+    for label in targets:
+        with contextlib.ExitStack() as stack:
+            if given:
+                rec.add_port(int(url.rsplit(":", 1)[1].split("/")[0]))
+                target = url
+            else:
+                port = servers.Ports().take()
+                target = stack.enter_context(servers.rtml_server(
+                    settings, service=service, port=port, env=CONFIGS[label]))
+                rec.add_port(port)
+            asyncio.run(run(target, draw_users(settings, 200, skew=1.0, seed=99), rate=100.0))
+            for rate in rates:
+                for skew in skews:
+                    users = draw_users(settings, int(rate * duration), skew=skew,
+                                       seed=int(rate))
+                    with rec.window(f"{label} {rate:g} rps skew {skew:g}"):
+                        r = asyncio.run(run(target, users, rate=rate))
+                    r.update(config=label, skew=skew, settings=CONFIGS.get(label, {}))
+                    rows.append(r)
+                    print(table([r]).splitlines()[-1], flush=True)
+    out = rec.write({"url": url, "server": "already running at --url" if given else
+                     "started by the harness, once per configuration", "duration_s": duration,
+                     "runs": rows}, out_dir=out_dir)
+    print(table(rows))
+    print(f"results: {out}")
+    return 0 if all(not r["errors"] for r in rows) else 1
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The recommendation service under load, end to end in a sandbox: cache off, then L1 + L2 on.
 
     python -m benchmarks.recs_serving --out benchmarks/results/recs_serving.json
+    python -m benchmarks.recs_serving --in-process 300 [--profile]   # per request, no HTTP
 
 Builds a sandbox (its own Valkey on a free port, a simulated shop, nightly features, the stock
 backfill, `feast apply`, `feast materialize`, `rtml recs precompute --top N`), then for each
@@ -94,6 +95,63 @@ def build(s: Settings, env: dict[str, str], *, users: int, items: int, days: int
     return sizes
 
 
+def in_process(env: dict[str, str], users: Any, *, n: int, profile: bool = False
+               ) -> dict[str, Any]:
+    """`n` requests through the service's own `recommend`, cache off, no HTTP: ms per request.
+
+    The service class is built in this process (`RecsService.inner()`), so the time is the
+    request path's alone (no server, no client), with a budget too wide to cut a request
+    short on a loaded machine; `cProfile` then shows where the time goes.
+    """
+    import cProfile
+    import os
+    import pstats
+    import time
+
+    import numpy as np
+
+    os.environ.update({**env, **CONFIGS["cache off"], "RTML_RECS__REQUEST_BUDGET_MS": "10000",
+                       "RTML_RECS__FEATURE_TIMEOUT_MS": "10000"})
+    from bentos.recs.service import RecsService
+
+    svc = RecsService.inner()
+    prof = cProfile.Profile()
+    stages: dict[str, list[float]] = {}
+    medians: dict[str, float] = {}
+
+    async def go(batch: Any, fallbacks: list[str]) -> list[float]:
+        times = []
+        for u in batch:
+            t = time.perf_counter()
+            a = await asyncio.wait_for(svc.recommend(int(u), 10, None), 30)
+            times.append((time.perf_counter() - t) * 1000)
+            if a.fallback:
+                fallbacks.append(str(a.reason))
+            for k, v in a.timings.items():
+                stages.setdefault(k, []).append(v)
+        return times
+
+    async def all_runs() -> tuple[list[float], list[str]]:
+        fallbacks: list[str] = []
+        await go(users[:50], [])  # warm-up: connections, lists, caches of keys
+        stages.clear()
+        times = await go(users[:n], fallbacks)
+        medians.update({k: float(np.median(v)) for k, v in stages.items()})
+        if profile:
+            prof.enable()
+            await go(users[:min(n, 100)], [])
+            prof.disable()
+        return times, fallbacks
+
+    times, fallbacks = asyncio.run(all_runs())
+    if profile:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+    return {"requests": len(times), "mean_ms": float(np.mean(times)),
+            "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "stage_ms_p50": medians,
+            "fallbacks": len(fallbacks), "first_fallback": fallbacks[0] if fallbacks else None}
+
+
 def main() -> None:
     """Command line: build, then every configuration at every skew."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -106,6 +164,9 @@ def main() -> None:
     p.add_argument("--top", type=int, default=2_000)
     p.add_argument("--port", type=int, default=3310)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--in-process", type=int, default=0, metavar="N",
+                   help="only time N requests in this process (no HTTP)")
+    p.add_argument("--profile", action="store_true", help="with --in-process: a cProfile")
     args = p.parse_args()
     from benchmarks.servers import Ports
 
@@ -119,6 +180,11 @@ def main() -> None:
             sizes = build(s, env, users=args.users, items=args.items, days=args.days,
                           top=args.top)
             print(json.dumps(sizes), flush=True)
+            if args.in_process:
+                users = draw_users(s, args.in_process, skew=1.0, seed=1)
+                print("in process:", json.dumps(in_process(env, users, n=args.in_process,
+                                                              profile=args.profile)))
+                return
             rows = []
             for label, knobs in CONFIGS.items():
                 skews = [1.0] if label == "cache off" else [

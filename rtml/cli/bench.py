@@ -30,15 +30,28 @@ def bench(
                     ] = None,
     scenario_name: Annotated[str, typer.Option(
         "--scenario", help="whose service and requests (the registry's)")] = "fraud",
+    skews: Annotated[str, typer.Option(help="recs: comma-separated user-activity skews")] = (
+        "0.8,1.0,1.2"),
 ) -> None:
     """Open-loop load on /score at fixed rates; writes benchmarks/results/*.json.
 
     Uses the service at --url, or starts one. Subcommands: side-by-side (naive/stock/rtml/floor),
-    saturate, cost.
+    saturate, cost. `--scenario recs`: GET /recommendations at each rate and skew, cache off
+    then L2 on (one server each), the L1/L2 hit rates measured (`benchmarks.recs_load`).
     """
     if ctx.invoked_subcommand is not None:
         return
     sc = scenario(scenario_name, needs="bench_requests")
+    if sc.name == "recs":
+        from benchmarks import recs_load
+        from benchmarks.record import RESULTS
+
+        s = settings(scenario_name)
+        need_redis(s)
+        raise typer.Exit(recs_load.bench(
+            s, url=url, rates=floats(rates, "--rates"), duration=duration,
+            skews=floats(skews, "--skews"), out_dir=path_or(results_dir, RESULTS),
+            service=sc.service))
     from benchmarks.load import DOCS_IMG
     from benchmarks.load import main as bench_main
     from benchmarks.record import RESULTS

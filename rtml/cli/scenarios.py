@@ -50,6 +50,7 @@ RECS = Scenario(
     monitor="monitoring.recs.spec:MONITOR",
     demo="rtml.demo.recs:run_demo",
     generator="pipelines.recs.simulate:simulate",
+    bench_requests="benchmarks.recs_load:sample_requests",
     offline_sources=("pipelines.recs.batch_features:ensure_sources",
                      "pipelines.recs.stream_backfill:ensure_sources"),
 )

@@ -3,22 +3,25 @@
 Training asks Feast for a FeatureService; the model records that service's ordered feature list;
 serving reads the same service. `OnlineReader` resolves the service against the registry once, at
 start-up, into Redis keys and hash fields (Feast's own key encoding and field hashing), so a
-request costs one pipelined HMGET per view and no registry work. A test keeps its values equal to
+request costs one HMGET per entity (Feast keeps every view of an entity in one hash), all sent in
+one Lua call (a pipeline on a cluster), and no registry work. A test keeps its values equal to
 `FeatureStore.get_online_features`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
+import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import yaml
 from feast import FeatureStore, RepoConfig
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -26,10 +29,14 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
+from rtml.features.wire import Memo
 from rtml.redis import parse_address
 from rtml.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def load_store(settings: Settings) -> FeatureStore:
@@ -190,7 +197,6 @@ _KEY_FIELDS: dict[ValueType, tuple[str, type]] = {
     ValueType.INT64: ("int64_val", int), ValueType.INT32: ("int32_val", int),
     ValueType.STRING: ("string_val", str), ValueType.BYTES: ("bytes_val", bytes),
 }
-_NUMBERS = frozenset({"int64_val", "int32_val", "double_val", "float_val"})
 
 
 def service_feature_names(store: FeatureStore, service_name: str) -> list[str]:
@@ -209,6 +215,17 @@ class _ViewRead:
     fields: list[bytes | str]  # hashed feature fields, then the view's timestamp field
 
 
+@dataclass(frozen=True)
+class _HashRead:
+    """Every view keyed by one entity: Feast keeps them all in that entity's one Redis hash."""
+
+    join_key: str
+    key_field: str
+    key_type: type
+    views: list[_ViewRead]
+    fields: list[bytes | str]  # each view's fields in turn: one HMGET reads them all
+
+
 @dataclass
 class FeatureRow:
     """One entity row as served: values by feature name, plus what the caller should know."""
@@ -218,34 +235,33 @@ class FeatureRow:
     event_times: dict[str, float] = field(default_factory=dict)  # view -> unix seconds
 
 
-def _decode(raw: bytes | None) -> Any:
-    """A stored value as Python: numbers as float (what a model reads), a list as a list.
+# One HMGET per key, all in one call. ARGV: the number of hashes' groups, then per group its
+# number of keys, its number of fields and the fields; KEYS: every group's keys in turn.
+_LUA = """
+local out, a, k = {}, 2, 1
+for g = 1, tonumber(ARGV[1]) do
+  local nk, nf = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local fields = {unpack(ARGV, a + 2, a + 1 + nf)}
+  a = a + 2 + nf
+  for i = 1, nk do
+    out[k] = redis.call('HMGET', KEYS[k], unpack(fields))
+    k = k + 1
+  end
+end
+return out
+"""
+_LUA_SHA = hashlib.sha1(_LUA.encode()).hexdigest()
+# Below this many keys a pipeline of HMGETs costs no more than the script.
+LUA_MIN_KEYS = 8
+_KEY_CACHE_MAX = 200_000
 
-    None for a missing value or a NaN, so the caller falls back to the declared default.
-    """
-    if not raw:
-        return None
-    val = ValueProto.FromString(raw)
-    kind = val.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return None
-    if kind in _NUMBERS:
-        number = float(getattr(val, kind))
-        return None if math.isnan(number) else number
-    if kind.endswith("_list_val"):
-        return list(getattr(val, kind).val)
-    return getattr(val, kind)
 
-
-def _decode_ts(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    ts = Timestamp.FromString(raw)
-    return ts.seconds + ts.nanos / 1e9
+def _is_cluster(client: Any) -> bool:
+    return isinstance(client, (RedisCluster, AsyncRedisCluster))
 
 
 class OnlineReader:
-    """Reads every view of one FeatureService for many entity rows in one Redis pipeline."""
+    """Reads every view of one FeatureService for many entity rows in one Redis round trip."""
 
     def __init__(self, *, store: FeatureStore, service_name: str, defaults: Mapping[str, Any],
                  on_demand: Mapping[str, OnDemand] | None = None):
@@ -282,6 +298,15 @@ class OnlineReader:
             fields.append(f"_ts:{view.name}")
             self._views.append(_ViewRead(view.name, join_key, *_KEY_FIELDS[value_type], names,
                                          fields))
+        groups: dict[tuple[str, str], list[_ViewRead]] = {}
+        for v in self._views:
+            groups.setdefault((v.join_key, v.key_field), []).append(v)
+        self._hashes = [_HashRead(jk, kf, vs[0].key_type, vs, [f for v in vs for f in v.fields])
+                        for (jk, kf), vs in groups.items()]
+        self._view_order = {v.view: i for i, v in enumerate(self._views)}
+        self._key_cache: dict[tuple[str, Any], bytes] = {}
+        self._script_ok = True
+        self._memo = Memo()
         missing = [n for n in self.feature_names if n not in self.defaults]
         view_features = {n for v in self._views for n in v.features}
         if missing and set(missing) & view_features:
@@ -293,52 +318,115 @@ class OnlineReader:
         """Entity columns a request must carry."""
         return sorted({v.join_key for v in self._views})
 
-    def _redis_key(self, v: _ViewRead, value: Any) -> bytes:
-        proto = ValueProto(**{v.key_field: v.key_type(value)})
-        ek = EntityKeyProto(join_keys=[v.join_key], entity_values=[proto])
-        return serialize_entity_key(ek, entity_key_serialization_version=self._key_version) + \
-            self._project
+    def _redis_key(self, h: _HashRead | _ViewRead, value: Any) -> bytes:
+        cache_key = (h.join_key, value)
+        key = self._key_cache.get(cache_key)
+        if key is None:
+            proto = ValueProto(**{h.key_field: h.key_type(value)})
+            ek = EntityKeyProto(join_keys=[h.join_key], entity_values=[proto])
+            key = serialize_entity_key(
+                ek, entity_key_serialization_version=self._key_version) + self._project
+            if len(self._key_cache) >= _KEY_CACHE_MAX:
+                self._key_cache.clear()
+            self._key_cache[cache_key] = key
+        return key
 
-    def _queue(self, pipe: Any, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            for v in self._views:
-                pipe.hmget(self._redis_key(v, row[v.join_key]), v.fields)
+    def _keys(self, rows: list[Mapping[str, Any]]) -> list[bytes]:
+        """Each hash group's keys in turn (group-major), one per row."""
+        return [self._redis_key(h, row[h.join_key]) for h in self._hashes for row in rows]
+
+    def _script_args(self, keys: list[bytes], n_rows: int) -> list[Any]:
+        args: list[Any] = [len(keys), *keys, len(self._hashes)]
+        for h in self._hashes:
+            args += [n_rows, len(h.fields), *h.fields]
+        return args
+
+    def _use_script(self, client: Any, n_keys: int) -> bool:
+        # A cluster refuses a script over keys of several slots: a pipeline, which the cluster
+        # client splits by node, is its one round trip per node.
+        return self._script_ok and n_keys >= LUA_MIN_KEYS and not _is_cluster(client)
+
+    def _script_failed(self, exc: redis.ResponseError) -> None:
+        """A server without scripting (EVAL disabled or refused): pipelines from now on."""
+        log.warning("online reader: Lua read refused (%s); using pipelined HMGETs", exc)
+        self._script_ok = False
 
     def _assemble(self, rows: list[Mapping[str, Any]], replies: list[list]) -> list[FeatureRow]:
         out: list[FeatureRow] = []
-        it = iter(replies)
-        for row in rows:
+        n = len(rows)
+        defaults = self.defaults
+        memo = self._memo
+        value_of, ts_of = memo.value, memo.timestamp
+        for r, row in enumerate(rows):
             result = FeatureRow(values={})
-            for v in self._views:
-                reply = next(it)
-                ts = _decode_ts(reply[-1])
-                if ts is None:
-                    result.missing_views.append(v.view)
-                    for name in v.features:
-                        result.values[name] = self.defaults[name]
-                    continue
-                result.event_times[v.view] = ts
-                for name, raw in zip(v.features, reply[:-1], strict=True):
-                    value = _decode(raw)
-                    result.values[name] = self.defaults[name] if value is None else value
+            values = result.values
+            for g, h in enumerate(self._hashes):
+                reply = replies[g * n + r]
+                start = 0
+                for v in h.views:
+                    end = start + len(v.fields)
+                    ts = ts_of(reply[end - 1])
+                    if ts is None:
+                        result.missing_views.append(v.view)
+                        for name in v.features:
+                            values[name] = defaults[name]
+                    else:
+                        result.event_times[v.view] = ts
+                        for name, raw in zip(v.features, reply[start:end - 1], strict=True):
+                            value = value_of(raw)
+                            values[name] = defaults[name] if value is None else value
+                    start = end
+            # The service's view order, whatever the grouping by hash.
+            result.missing_views.sort(key=self._view_order.__getitem__)
             for name in self._on_demand:
-                result.values.update(self.on_demand[name](row, result.values))
+                values.update(self.on_demand[name](row, values))
             out.append(result)
         return out
 
     async def read(self, client: Any, rows: list[Mapping[str, Any]]) -> list[FeatureRow]:
-        """Features for each row (a mapping with the join keys and request fields)."""
+        """Features for each row (a mapping with the join keys and request fields).
+
+        One HMGET per entity hash (every view of that entity at once), all in one round trip:
+        one Lua call on a single node, a pipeline on a cluster or for a few keys.
+        """
+        keys = self._keys(rows)
+        if self._use_script(client, len(keys)):
+            args = self._script_args(keys, len(rows))
+            try:
+                try:
+                    return self._assemble(rows, await client.evalsha(_LUA_SHA, *args))
+                except redis.exceptions.NoScriptError:
+                    return self._assemble(rows, await client.eval(_LUA, *args))
+            except redis.ResponseError as exc:
+                self._script_failed(exc)
         async with client.pipeline(transaction=False) as pipe:
-            self._queue(pipe, rows)
+            for h, key in zip(self._hash_of_key(len(rows)), keys, strict=True):
+                pipe.hmget(key, h.fields)
             replies = await pipe.execute()
         return self._assemble(rows, replies)
 
     def read_sync(self, client: Any, rows: list[Mapping[str, Any]]) -> list[FeatureRow]:
         """Blocking twin of `read` for benchmarks and tools."""
+        keys = self._keys(rows)
+        if self._use_script(client, len(keys)):
+            args = self._script_args(keys, len(rows))
+            try:
+                try:
+                    return self._assemble(rows, client.evalsha(_LUA_SHA, *args))
+                except redis.exceptions.NoScriptError:
+                    return self._assemble(rows, client.eval(_LUA, *args))
+            except redis.ResponseError as exc:
+                self._script_failed(exc)
         with client.pipeline(transaction=False) as pipe:
-            self._queue(pipe, rows)
+            for h, key in zip(self._hash_of_key(len(rows)), keys, strict=True):
+                pipe.hmget(key, h.fields)
             replies = pipe.execute()
         return self._assemble(rows, replies)
+
+    def _hash_of_key(self, n_rows: int) -> Iterator[_HashRead]:
+        for h in self._hashes:
+            for _ in range(n_rows):
+                yield h
 
     def vector(self, row: FeatureRow) -> list[Any]:
         """Values in the model's column order."""
