@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.record import RESULTS, Recorder
 from pipelines.sensors.alerts import Latches
 from pipelines.sensors.detect import Detector, Params
 from pipelines.sensors.produce import produce
@@ -98,12 +99,14 @@ def main() -> int:
     ap.add_argument("--hz", type=float, default=5.0)
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--warmup-s", type=float, default=20.0)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
     rate = args.machines * len(CHANNELS) * args.hz
     readings = rows(args.machines, args.hz, args.duration)
     with tempfile.TemporaryDirectory() as tmp:
         s = sandbox(Path(tmp), free_port())
         start_embedded(s)
+        rec = Recorder("sensors-alert-path", s, model=False)
         flow = None
         try:
             apply_repo(s)
@@ -115,8 +118,9 @@ def main() -> int:
             time.sleep(8)  # Feast's import: the flow reads the backlog from the start anyway
             client = connect(s, decode_responses=True)
             t0_ms = int(client.time()[0]) * 1000 + int(client.time()[1]) // 1000
-            sent = produce(address=s.redis_address, settings=s, readings=readings, rate=rate,
-                           partitions=s.stream_partitions, progress=False)
+            with rec.window("produce"):
+                sent = produce(address=s.redis_address, settings=s, readings=readings, rate=rate,
+                               partitions=s.stream_partitions, progress=False)
             # Until the flow has caught up: the alert count stops moving for 3 s (30 s at most).
             seen, still, deadline = -1, 0, time.monotonic() + 30
             while still < 3 and time.monotonic() < deadline:
@@ -144,6 +148,7 @@ def main() -> int:
               | {"max": float(a.max())},
               "processing_us": processing_us(readings), "flow_rss_mb": rss}
     print(json.dumps(result, indent=2))
+    print(f"results: {rec.write(dict(result), out_dir=args.results_dir)}")
     return 0
 
 

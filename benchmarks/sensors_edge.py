@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.record import RESULTS, Recorder
 from pipelines.sensors.detect import Detector
-from rtml.settings import REPO_ROOT
+from rtml.settings import REPO_ROOT, Settings
 
 RTML = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "rtml"
 
@@ -71,15 +72,18 @@ def main() -> int:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--readings", type=int, default=100_000)
     ap.add_argument("--starts", type=int, default=5, help="start-time runs (median reported)")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
+    rec = Recorder("sensors-edge", Settings(scenario="sensors"), model=False)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model or Detector().save(work / "robust_z.zip")
         one, many = work / "one.jsonl", work / "many.jsonl"
         write_readings(one, 1)
         write_readings(many, args.readings)
-        starts = sorted(run_edge(model, one, work)[0] for _ in range(args.starts))
-        wall, rss, summary = run_edge(model, many, work)
+        with rec.window("edge"):
+            starts = sorted(run_edge(model, one, work)[0] for _ in range(args.starts))
+            wall, rss, summary = run_edge(model, many, work)
     result = {"model": str(args.model or "Detector() defaults (robust_z)"),
               "start_s_median": round(starts[len(starts) // 2], 3),
               "start_s_max": round(starts[-1], 3), "rss_mb_peak": round(rss, 1),
@@ -89,6 +93,7 @@ def main() -> int:
               "process_p99_us": summary["process_p99_us"],
               "process_max_us": round(summary["process_max_us"], 1), "wall_s": round(wall, 2)}
     print(json.dumps(result, indent=2))
+    print(f"results: {rec.write(dict(result), out_dir=args.results_dir)}")
     return 0
 
 
