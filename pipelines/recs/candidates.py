@@ -111,8 +111,10 @@ def candidates(ctx: CandidateContext, limit: int = 200) -> list[Candidate]:
     popular list is given it also pads a short list, so a request always has something to rank.
     """
     scored = source_scores(ctx)
-    ranked = {src: sorted((i for i in items if ctx.in_stock(i)), key=lambda i, s=items:
-                          (-s[i], i))
+    every = ctx.stock is None and ctx.in_stock_fn is None  # stock unknown: all can be sold
+    # Best score first, ties by item id (a stable sort by score over the ids in order).
+    ranked = {src: sorted(sorted(items if every else filter(ctx.in_stock, items)),
+                          key=items.__getitem__, reverse=True)
               for src, items in scored.items()}
     chosen: dict[int, Source] = {}
     quota = {src: int(round(QUOTAS[src] * limit)) for src in SOURCES}
@@ -139,7 +141,8 @@ def candidates(ctx: CandidateContext, limit: int = 200) -> list[Candidate]:
                 scored["popular"].setdefault(item, 1.0 / (1.0 + 0.1 * j))
                 chosen[item] = "popular"
     out = []
+    rv, cv, pp, tr = (scored[s] for s in SOURCES)
     for item, src in list(chosen.items())[:limit]:
-        scores = tuple(scored[s].get(item, 0.0) for s in SOURCES)
+        scores = (rv.get(item, 0.0), cv.get(item, 0.0), pp.get(item, 0.0), tr.get(item, 0.0))
         out.append(Candidate(item, src, scored[src][item], scores))  # type: ignore[arg-type]
     return out

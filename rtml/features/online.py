@@ -226,6 +226,16 @@ class _HashRead:
     fields: list[bytes | str]  # each view's fields in turn: one HMGET reads them all
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    """One entity hash's decoded reply (shared by the requests that read the same bytes)."""
+
+    values: dict[str, Any]
+    missing: list[str]
+    times: dict[str, float]
+    has_list: bool
+
+
 @dataclass
 class FeatureRow:
     """One entity row as served: values by feature name, plus what the caller should know."""
@@ -254,6 +264,7 @@ _LUA_SHA = hashlib.sha1(_LUA.encode()).hexdigest()
 # Below this many keys a pipeline of HMGETs costs no more than the script.
 LUA_MIN_KEYS = 8
 _KEY_CACHE_MAX = 200_000
+_ROW_MEMO_MAX = 20_000  # decoded hash replies kept per entity kind
 
 
 def _is_cluster(client: Any) -> bool:
@@ -307,6 +318,7 @@ class OnlineReader:
         self._key_cache: dict[tuple[str, Any], bytes] = {}
         self._script_ok = True
         self._memo = Memo()
+        self._row_memo: list[dict[tuple, _Decoded]] = [{} for _ in self._hashes]
         missing = [n for n in self.feature_names if n not in self.defaults]
         view_features = {n for v in self._views for n in v.features}
         if missing and set(missing) & view_features:
@@ -351,33 +363,59 @@ class OnlineReader:
         log.warning("online reader: Lua read refused (%s); using pipelined HMGETs", exc)
         self._script_ok = False
 
-    def _assemble(self, rows: list[Mapping[str, Any]], replies: list[list]) -> list[FeatureRow]:
-        out: list[FeatureRow] = []
-        n = len(rows)
+    def _decode(self, h: _HashRead, reply: list) -> _Decoded:
+        """One entity hash's HMGET reply: its views' values (defaults where a view is missing)."""
+        values: dict[str, Any] = {}
+        missing: list[str] = []
+        times: dict[str, float] = {}
         defaults = self.defaults
         memo = self._memo
         value_of, ts_of = memo.value, memo.timestamp
+        has_list = False
+        start = 0
+        for v in h.views:
+            end = start + len(v.fields)
+            ts = ts_of(reply[end - 1])
+            if ts is None:
+                missing.append(v.view)
+                for name in v.features:
+                    values[name] = defaults[name]
+            else:
+                times[v.view] = ts
+                for name, raw in zip(v.features, reply[start:end - 1], strict=True):
+                    value = value_of(raw)
+                    if value is None:
+                        value = defaults[name]
+                    elif type(value) is list:
+                        has_list = True
+                    values[name] = value
+            start = end
+        return _Decoded(values, missing, times, has_list)
+
+    def _assemble(self, rows: list[Mapping[str, Any]], replies: list[list]) -> list[FeatureRow]:
+        out: list[FeatureRow] = []
+        n = len(rows)
         for r, row in enumerate(rows):
             result = FeatureRow(values={})
             values = result.values
             for g, h in enumerate(self._hashes):
                 reply = replies[g * n + r]
-                start = 0
-                for v in h.views:
-                    end = start + len(v.fields)
-                    ts = ts_of(reply[end - 1])
-                    if ts is None:
-                        result.missing_views.append(v.view)
-                        for name in v.features:
-                            values[name] = defaults[name]
-                    else:
-                        result.event_times[v.view] = ts
-                        for name, raw in zip(v.features, reply[start:end - 1], strict=True):
-                            value = value_of(raw)
-                            values[name] = defaults[name] if value is None else value
-                    start = end
-            # The service's view order, whatever the grouping by hash.
-            result.missing_views.sort(key=self._view_order.__getitem__)
+                # The same stored bytes decode to the same values: a hot item's row is decoded
+                # once until it changes (a write changes at least its view's timestamp).
+                seen = self._row_memo[g]
+                key = tuple(reply)
+                dec = seen.get(key)
+                if dec is None:
+                    dec = self._decode(h, reply)
+                    if not dec.has_list:  # lists are the caller's to change: decoded each time
+                        if len(seen) >= _ROW_MEMO_MAX:
+                            seen.clear()
+                        seen[key] = dec
+                values.update(dec.values)
+                result.missing_views.extend(dec.missing)
+                result.event_times.update(dec.times)
+            if len(self._hashes) > 1:  # the service's view order, whatever the grouping by hash
+                result.missing_views.sort(key=self._view_order.__getitem__)
             for name in self._on_demand:
                 values.update(self.on_demand[name](row, values))
             out.append(result)

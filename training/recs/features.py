@@ -33,6 +33,8 @@ ITEM_NUMBERS = ("item_clicks_1d", "item_clicks_7d", "item_carts_7d", "item_order
 # Streamed values an unknown item gets online: no recent events, stock unknown (sellable).
 STREAM_DEFAULTS: dict[str, float] = {"trend_events_1h": 0.0, "stock_level": 1.0}
 DEFAULTS: dict[str, Any] = {**NIGHTLY_DEFAULTS, **STREAM_DEFAULTS}
+_COL = {name: j for j, name in enumerate(FEATURE_NAMES)}
+_SOURCE_INDEX = {s: _COL[f"src_{s}"] for s in SOURCES}
 
 
 def _get(feats: Mapping[str, Any] | None, name: str) -> Any:
@@ -48,6 +50,7 @@ def features_for(candidates: Sequence[Candidate], user_feats: Mapping[str, Any] 
     `user_feats`: the `user_profile` view's values (None: unknown user). `item_feats`: item id ->
     its `item_stats` values plus `trend_events_1h` and `stock_level`. `session`: the
     `user_session` view (`session_items` recent first, `session_categories`, `session_length`).
+    Built a column at a time (a request ranks 200 candidates inside a few milliseconds).
     """
     n = len(candidates)
     out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
@@ -65,44 +68,46 @@ def features_for(candidates: Sequence[Candidate], user_feats: Mapping[str, Any] 
     prices = [float(_get(item_feats.get(i), "item_price")) for i in session_items]
     prices = [p for p in prices if p > 0]
     session_price = float(np.median(prices)) if prices else 0.0
-    col = {name: j for j, name in enumerate(FEATURE_NAMES)}
-    src_col = [col[f"src_{s}"] for s in SOURCES]
-    for r, cand in enumerate(candidates):
-        row = out[r]
-        row[src_col[SOURCES.index(cand.source)]] = 1.0
-        row[col["score_revisit"]:col["score_revisit"] + len(SOURCES)] = cand.scores
-        row[col["session_pos"]] = s_pos.get(cand.item_id, ABSENT)
-        row[col["history_pos"]] = h_pos.get(cand.item_id, ABSENT)
-        row[col["candidate_rank"]] = r
-        feats = item_feats.get(cand.item_id)
-        for name in ITEM_NUMBERS:
-            row[col[name]] = float(_get(feats, name))
-        price = row[col["item_price"]]
-        row[col["item_price_vs_session"]] = price / session_price if session_price > 0 else 1.0
-        row[col["trend_events_1h"]] = float(_get(feats, "trend_events_1h"))
-        row[col["stock_level"]] = float(_get(feats, "stock_level"))
-        cat = int(_get(feats, "item_category"))
-        rank = u_rank.get(cat)
-        row[col["user_cat_rank"]] = ABSENT if rank is None else rank
-        row[col["user_cat_share"]] = 0.0 if rank is None or rank >= len(shares) else shares[rank]
-        row[col["session_cat_rank"]] = s_rank.get(cat, ABSENT)
-    row_all = out
-    row_all[:, col["session_cat_count"]] = 0.0
+
+    ids = [c.item_id for c in candidates]
+    feats = [item_feats.get(i) for i in ids]
+    out[np.arange(n), [_SOURCE_INDEX[c.source] for c in candidates]] = 1.0  # src_* one-hot
+    out[:, _COL["score_revisit"]:_COL["score_revisit"] + len(SOURCES)] = [
+        c.scores for c in candidates]
+    out[:, _COL["session_pos"]] = [s_pos.get(i, ABSENT) for i in ids]
+    out[:, _COL["history_pos"]] = [h_pos.get(i, ABSENT) for i in ids]
+    out[:, _COL["candidate_rank"]] = np.arange(n)
+    for name in (*ITEM_NUMBERS, "trend_events_1h", "stock_level"):
+        out[:, _COL[name]] = _column(feats, name)
+    price = out[:, _COL["item_price"]]
+    out[:, _COL["item_price_vs_session"]] = (price / session_price if session_price > 0
+                                             else 1.0)
+    cats = [int(c) for c in _column(feats, "item_category")]
+    u_ranks = [u_rank.get(c) for c in cats]
+    out[:, _COL["user_cat_rank"]] = [ABSENT if r is None else r for r in u_ranks]
+    out[:, _COL["user_cat_share"]] = [0.0 if r is None or r >= len(shares) else shares[r]
+                                      for r in u_ranks]
+    out[:, _COL["session_cat_rank"]] = [s_rank.get(c, ABSENT) for c in cats]
     if session_items:
-        cats_of_session = [int(_get(item_feats.get(i), "item_category")) for i in session_items]
         counts: dict[int, int] = {}
-        for c in cats_of_session:
+        for i in session_items:
+            c = int(_get(item_feats.get(i), "item_category"))
             counts[c] = counts.get(c, 0) + 1
-        for r, cand in enumerate(candidates):
-            cat = int(_get(item_feats.get(cand.item_id), "item_category"))
-            row_all[r, col["session_cat_count"]] = counts.get(cat, 0)
-    row_all[:, col["user_events_7d"]] = float(_get(user_feats, "user_events_7d"))
-    row_all[:, col["user_orders_30d"]] = float(_get(user_feats, "user_orders_30d"))
+        out[:, _COL["session_cat_count"]] = [counts.get(c, 0) for c in cats]
+    out[:, _COL["user_events_7d"]] = float(_get(user_feats, "user_events_7d"))
+    out[:, _COL["user_orders_30d"]] = float(_get(user_feats, "user_orders_30d"))
     hours = user_feats.get("user_hours_since_last") if user_feats else None
-    row_all[:, col["user_hours_since_last"]] = NEVER_SEEN_HOURS if hours is None else hours
-    row_all[:, col["session_length"]] = float(session.get("session_length") or 0) \
+    out[:, _COL["user_hours_since_last"]] = NEVER_SEEN_HOURS if hours is None else hours
+    out[:, _COL["session_length"]] = float(session.get("session_length") or 0) \
         if session else 0.0
     return out
+
+
+def _column(feats: Sequence[Mapping[str, Any] | None], name: str) -> list[float]:
+    """One item feature over the candidates, the default where an item lacks it."""
+    default = DEFAULTS[name]
+    return [default if (v := (f.get(name) if f else None)) is None else float(v)
+            for f in feats]
 
 
 def _get_list(feats: Mapping[str, Any] | None, name: str) -> Sequence[Any]:

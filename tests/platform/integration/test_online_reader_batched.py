@@ -67,6 +67,8 @@ b_item_stock = _view(STOCK, item)
 b_user = _view(USERS, user)
 b_items = FeatureService(name="b_items", features=[b_item_stats, b_item_stock])
 b_all = FeatureService(name="b_all", features=[b_item_stats, b_user, b_item_stock])
+b_prices = FeatureService(name="b_prices",
+                          features=[b_item_stats[["clicks", "price"]], b_item_stock])
 '''
 STATS = ViewSpec(name="b_item_stats", join_key="item_id",
                  features={"clicks": "int64", "price": "float64", "tags": "string_list"})
@@ -290,3 +292,42 @@ def test_on_a_cluster_the_read_falls_back_to_a_pipeline_and_gives_the_same_rows(
     assert _same([list(r.values.values()) for r in asyncio.run(go())],
                  [list(r.values.values()) for r in single])
     assert reader._script_ok  # the cluster was never sent a script
+
+
+def test_a_repeated_read_sees_every_write_and_hands_out_rows_of_the_callers_own(
+        root: Path, valkey: Settings):
+    """Scalar rows are decoded once per stored bytes: a write must show on the next read."""
+    store = FeatureStore(repo_path=str(root))
+    reader = OnlineReader(store=store, service_name="b_prices",
+                          defaults=serving_defaults(list(SPECS)))
+    client = connect(valkey)
+    rows = [{"item_id": i, "user_id": "nobody"} for i in [*ITEMS[:30], 9_999]]
+    views = ["b_item_stats", "b_item_stock"]
+
+    def expected():
+        return [({n: v for n, v in values.items() if n in reader.feature_names},
+                 [m for m in missing if m in views]) for values, missing in _expected(client, rows)]
+
+    first = reader.read_sync(client, rows)
+    _check(first, expected())
+    for row in first:  # the caller changes what it got: the next read must not see it
+        row.values["price"] = -1.0
+        row.missing_views.append("mine")
+        row.event_times.clear()
+    again = reader.read_sync(client, rows)
+    _check(again, expected())
+    assert again[3].event_times == {"b_item_stats": (T0 + timedelta(seconds=4)).timestamp(),
+                                    "b_item_stock": T0.timestamp()}
+    # Item 4 gets a newer price and stock; item 5 stays as it was.
+    later = T0 + timedelta(hours=1)
+    store.write_to_online_store("b_item_stats", pd.DataFrame({
+        "item_id": [4], "event_timestamp": [later], "clicks": [12], "price": [99.5],
+        "tags": [["fresh"]]}))
+    store.write_to_online_store("b_item_stock", pd.DataFrame({
+        "item_id": [4], "event_timestamp": [later], "stock": [0]}))
+    after = reader.read_sync(client, rows)
+    _check(after, expected())
+    assert (after[3].values["clicks"], after[3].values["price"], after[3].values["stock"]) == (
+        12, 99.5, 0)
+    assert after[3].event_times["b_item_stock"] == later.timestamp()
+    assert after[4].values == again[4].values
