@@ -29,6 +29,7 @@ import pandas as pd
 from rtml.settings import Settings
 
 SERVICE = "fraud_model_v2"
+PG_DATABASE = "rtml_bench_offline"
 WARMUP_DAYS = 30
 
 
@@ -88,12 +89,16 @@ def measure_one(store: str, rows: int, *, chunk_days: int, repo: Path,
 
 
 def run_isolated(store: str, rows: int, *, chunk_days: int, repo: Path,
-                 timeout_s: float, sink: str = "frame") -> dict[str, Any]:
+                 timeout_s: float, sink: str = "frame",
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
     """`measure_one` in a fresh interpreter; a failure or timeout is recorded, not raised."""
+    import os
+
     cmd = [sys.executable, "-m", "benchmarks.offline_pit", store, str(rows), str(chunk_days),
            str(repo), sink]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         return {"store": store, "sink": sink, "rows": rows, "chunk_days": chunk_days,
                 "error": f"not finished within {timeout_s:.0f} s (stopped)"}
@@ -104,23 +109,18 @@ def run_isolated(store: str, rows: int, *, chunk_days: int, repo: Path,
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def spark_repo(settings: Settings) -> Path:
-    """A copy of the repo whose registry holds Spark sources (`rtml apply` under the profile).
+def _repo_copy(settings: Settings, name: str) -> Path:
+    """A copy of the repo for another offline store: definitions, a registry copy, linked data.
 
-    Feast ties a view to one kind of source, so Spark reads through a registry of its own; the
-    data is the original's (linked), published for Spark (`rtml features load-offline`), the
-    registry a copy, re-applied with `offline_store=spark`.
+    Feast ties a view to one kind of source, so each store reads through a registry of its own.
     """
     import shutil
 
-    from rtml.features.online import apply_repo
-    from rtml.features.sources import publish_for_spark, spark_base
-
-    root = settings.state_dir / "bench" / "offline-spark"
+    root = settings.state_dir / "bench" / name
     shutil.rmtree(root, ignore_errors=True)
     (root / "data").mkdir(parents=True)
-    for name in ("feature_store.yaml", ".feastignore"):
-        shutil.copy(settings.repo_root / name, root / name)
+    for item in ("feature_store.yaml", ".feastignore"):
+        shutil.copy(settings.repo_root / item, root / item)
     shutil.copytree(settings.repo_root / "feature_repo", root / "feature_repo",
                     ignore=shutil.ignore_patterns("__pycache__"))
     for item in settings.data_dir.iterdir():
@@ -128,9 +128,46 @@ def spark_repo(settings: Settings) -> Path:
             shutil.copy(item, root / "data" / item.name)
         elif item.name != "predictions":
             (root / "data" / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    return root
+
+
+def spark_repo(settings: Settings) -> Path:
+    """A repo copy whose registry holds Spark sources (`rtml apply` under the profile).
+
+    The data is the original's, published for Spark (`rtml features load-offline`).
+    """
+    from rtml.features.online import apply_repo
+    from rtml.features.sources import publish_for_spark, spark_base
+
+    root = _repo_copy(settings, "offline-spark")
     publish_for_spark(settings.features_dir, root / spark_base())
     apply_repo(settings.model_copy(update={"repo_root": root, "offline_store": "spark"}))
     return root
+
+
+def postgres_repo(settings: Settings) -> tuple[Path, str]:
+    """A repo copy whose registry holds Postgres sources, its tables in a database of its own.
+
+    The team profile's offline side (`rtml features load-offline`, then `rtml apply`), in
+    `PG_DATABASE` on the server `settings.offline_postgres` names (re-created each run).
+    Returns the copy and the conninfo of its database.
+    """
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from rtml.features.online import apply_repo
+    from rtml.features.sources import load_parquet_tables
+
+    admin = make_conninfo(settings.offline_postgres, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    conninfo = make_conninfo(settings.offline_postgres, dbname=PG_DATABASE)
+    root = _repo_copy(settings, "offline-postgres")
+    load_parquet_tables(settings.features_dir, conninfo)
+    apply_repo(settings.model_copy(update={"repo_root": root, "offline_store": "postgres",
+                                           "offline_postgres": conninfo}))
+    return root, conninfo
 
 
 def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: list[int],
@@ -138,10 +175,22 @@ def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: l
         results_dir: Path | None = None) -> Path:
     """Every (rows, store, chunk, sink) in turn, each in its own process; one results file."""
     from benchmarks.record import RESULTS, Recorder
+    from benchmarks.side_by_side import pg_port
 
     rec = Recorder("offline-pit", settings, model=False)
-    repos = {store: spark_repo(settings) if store == "spark" else settings.repo_root
-             for store in stores}
+    repos: dict[str, Path] = {}
+    env: dict[str, dict[str, str]] = {}
+    for store in stores:
+        if store == "spark":
+            repos[store] = spark_repo(settings)
+        elif store == "postgres":
+            repos[store], conninfo = postgres_repo(settings)
+            env[store] = {"RTML_OFFLINE_POSTGRES": conninfo}
+            port = pg_port(conninfo)
+            if port is not None:  # a server on this machine: its join is part of the run
+                rec.add_port(port)
+        else:
+            repos[store] = settings.repo_root
     runs = []
     for n in rows:
         for store in stores:
@@ -149,7 +198,8 @@ def run(settings: Settings, *, stores: list[str], rows: list[int], chunk_days: l
                 for sink in sinks or ["frame"]:
                     with rec.window(f"{store}-{n}-{chunk}d-{sink}"):
                         got = run_isolated(store, n, chunk_days=chunk, repo=repos[store],
-                                           timeout_s=timeout_s, sink=sink)
+                                           timeout_s=timeout_s, sink=sink,
+                                           env=env.get(store))
                     print(json.dumps(got), flush=True)
                     runs.append(got)
     data = pd.read_parquet(settings.raw_dir / "transactions.parquet", columns=["customer_id"])

@@ -210,7 +210,7 @@ def bench_cost(
 
 @app.command("offline")
 def bench_offline(
-    stores: Annotated[str, typer.Option(help="Feast offline stores: duckdb,file,spark")
+    stores: Annotated[str, typer.Option(help="Feast offline stores: duckdb,file,spark,postgres")
                       ] = "duckdb,file",
     rows: Annotated[str, typer.Option(help="entity rows per training set")] = "1000000",
     chunk_days: Annotated[str, typer.Option(help="days per get_historical_features call")] = "7",
