@@ -167,7 +167,7 @@ def run_depth(*, customers: int, factors: list[float], rate: float, duration: fl
               out_dir: Path = RESULTS, plot: Path | None = DOCS_IMG / "cost-depth.png",
               base: Path | None = None, warmup_s: float = 3.0) -> tuple[int, Path]:
     """Every depth in turn (both targets one after another); results file; exit status."""
-    from benchmarks.side_by_side import check_postgres
+    from benchmarks.side_by_side import check_postgres, pg_port
 
     if "naive" in targets:
         check_postgres(dsn)
@@ -183,6 +183,9 @@ def run_depth(*, customers: int, factors: list[float], rate: float, duration: fl
         with world(base, f"x{factor:g}", port=ports.take(), model_home=model_home) as (s, env):
             if rec is None:
                 rec = Recorder("depth", s, model=False)
+                pg = pg_port(dsn) if "naive" in targets else None
+                if pg is not None:  # the naive side's SQL runs in Postgres: part of the run
+                    rec.add_port(pg)
             else:
                 rec.add_port(s.redis_port)
             built = build_world(s, env, customers=customers, terminals=terminals, days=days,
