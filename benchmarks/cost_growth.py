@@ -352,7 +352,9 @@ def plot_scale(rows: list[dict[str, Any]], path: Path, *, rate: float) -> None:
     ax2.plot(xs, [r["redis"]["used_memory"] / 2**20 for r in rows], marker="s", color="C1",
              label="Redis MiB")
     ax2.set_ylabel("Redis used_memory MiB")
-    fig.legend(loc="upper left")
+    ax.set_ylim(bottom=0, top=max(r["rtml"]["p99_ms"] for r in rows) * 1.3)  # from zero: a
+    ax2.set_ylim(bottom=0)  # 1 ms change must not look like a collapse
+    fig.legend(loc="lower right", bbox_to_anchor=(0.86, 0.16))
     ax.set_title("rtml as customers grow")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
